@@ -1,0 +1,50 @@
+# `make run` and `make test` work on a fresh machine with nothing but Python >= 3.11:
+# they create .venv, install torch ($(TORCH_SPEC), first, so pip never picks a CUDA build on its
+# own), then this project with its extras.
+#
+#   make run                                  # the main job
+#   make test                                 # ruff + pytest
+#   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+
+PYTHON     ?= python3
+VENV       ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS     ?= dev,demo
+PYTEST_ARGS ?=
+
+BIN   := $(VENV)/bin
+# A different torch spec or extras set gives a different stamp, so the next make re-installs.
+STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
+
+.PHONY: install run test lint format clean
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit("accel needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
+	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/accel hardware
+	$(BIN)/accel models resolve sentence-transformers/all-MiniLM-L6-v2 --target cpu/torch,cpu/onnxruntime,cpu/openvino
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info

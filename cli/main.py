@@ -1,0 +1,71 @@
+"""The `accel` command."""
+
+from __future__ import annotations
+
+import os
+import sys
+import warnings
+
+import typer
+
+from accel import __version__
+from accel.cli.hardware import hardware, targets
+from accel.cli.models import models_app
+from accel.cli.output import fail
+from accel.hardware import TargetError
+from accel.storage import StoreBusyError
+from accel.tasks.errors import ModelRefError, UnsupportedModelError
+
+# Errors that mean the request was wrong, not the program: exit code 2 and one line.
+BAD_INPUT: tuple[type[Exception], ...] = (TargetError, ModelRefError, UnsupportedModelError)
+
+app = typer.Typer(
+    name="accel",
+    help="Generate, test and benchmark Hugging Face models on every hardware target.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command("hardware")(hardware)
+app.command("targets")(targets)
+app.add_typer(models_app, name="models")
+
+
+@app.command("version")
+def version() -> None:
+    """Print accel's version."""
+    print(__version__)
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (deprecations, transformers' advisory logging) is noise on a CLI's stderr.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Console-script entry: run the app, mapping bad input to exit code 2 and one line on stderr."""
+    _quiet_libraries()
+    try:
+        code = app(args=argv, prog_name="accel", standalone_mode=False)
+    except BAD_INPUT as err:
+        fail(str(err))
+    except StoreBusyError as err:
+        fail(str(err), code=1)
+    except typer.Abort:
+        sys.stderr.write("accel: aborted\n")
+        raise SystemExit(130) from None
+    except typer.TyperException as err:  # usage errors: unknown option, missing argument, bad value
+        if not err.format_message():  # `accel` alone: help was printed, nothing more to say
+            raise SystemExit(getattr(err, "exit_code", 2)) from None
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        fail(err.format_message() + hint, code=getattr(err, "exit_code", 2))
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    run()

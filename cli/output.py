@@ -1,0 +1,47 @@
+"""How the CLI talks: rich tables for people, one JSON document for scripts, one line for errors."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any, NoReturn
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonFlag = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
+]
+
+
+def emit_json(payload: Any) -> None:
+    """Write `payload` (pydantic models allowed, nested) as one JSON document on stdout."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, BaseModel):
+            return value.model_dump(mode="json")
+        return str(value)
+
+    sys.stdout.write(json.dumps(payload, default=default, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One readable line on stderr, then exit (2: bad input)."""
+    sys.stderr.write(f"accel: error: {' '.join(str(message).split())}\n")
+    raise SystemExit(code)
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
+        size /= 1024
+    return f"{n} B"

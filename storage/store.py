@@ -1,0 +1,185 @@
+"""`ResultsStore`: the typed way to write and read the results DuckDB file.
+
+Every write is an idempotent upsert on the table's natural key, in one transaction per call, so a
+retried task never duplicates a row and a reader never sees half of what one call wrote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from pydantic import BaseModel, TypeAdapter
+
+from accel.storage.connection import run_transaction
+from accel.storage.migrations import migrate
+from accel.storage.records import (
+    CheckRecord,
+    EnvironmentRecord,
+    MeasurementRecord,
+    RunRecord,
+    RunStatus,
+    SkillRecord,
+    utcnow,
+)
+
+_RUN_STATUS: TypeAdapter[RunStatus] = TypeAdapter(RunStatus)
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str
+    record: type[BaseModel]
+    keys: tuple[str, ...]
+    json_columns: frozenset[str] = frozenset()
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.record.model_fields)
+
+    def upsert_sql(self) -> str:
+        cols = ", ".join(f'"{c}"' for c in self.columns)
+        marks = ", ".join("?" for _ in self.columns)
+        keys = ", ".join(f'"{k}"' for k in self.keys)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in self.columns if c not in self.keys)
+        return (
+            f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO UPDATE SET {updates}"
+        )
+
+    def to_row(self, record: BaseModel) -> list[Any]:
+        return [
+            json.dumps(value, default=str) if column in self.json_columns else value
+            for column, value in ((c, getattr(record, c)) for c in self.columns)
+        ]
+
+    def from_row(self, names: Sequence[str], row: Sequence[Any]) -> BaseModel:
+        values = {
+            name: json.loads(value) if name in self.json_columns and value is not None else value
+            for name, value in zip(names, row, strict=True)
+        }
+        return self.record.model_validate(values)
+
+
+ENVIRONMENTS = Table(
+    "environments",
+    EnvironmentRecord,
+    ("environment_id",),
+    frozenset({"accelerators", "libraries", "profile"}),
+)
+RUNS = Table("runs", RunRecord, ("run_id",), frozenset({"params"}))
+SKILLS = Table("skills", SkillRecord, ("skill_id",), frozenset({"manifest"}))
+CHECKS = Table("checks", CheckRecord, ("run_id", "skill_id", "check"), frozenset({"details"}))
+MEASUREMENTS = Table("measurements", MeasurementRecord, ("run_id", "skill_id", "scenario", "batch", "seq"))
+TABLES = (ENVIRONMENTS, RUNS, SKILLS, CHECKS, MEASUREMENTS)
+
+
+class ResultsStore:
+    """One DuckDB results file. Cheap to create; migrates the file to the current schema on creation."""
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0):
+        self.path = Path(path).expanduser().resolve()
+        self.timeout_s = timeout_s
+        migrate(self.path, timeout_s)
+
+    def __repr__(self) -> str:
+        return f"ResultsStore({str(self.path)!r})"
+
+    # writes -------------------------------------------------------------------------------------
+
+    def _upsert(self, table: Table, records: Sequence[BaseModel]) -> None:
+        if not records:
+            return
+        sql, rows = table.upsert_sql(), [table.to_row(r) for r in records]
+        run_transaction(self.path, lambda con: con.executemany(sql, rows), self.timeout_s)
+
+    def record_environment(self, environment: EnvironmentRecord) -> str:
+        self._upsert(ENVIRONMENTS, [environment])
+        return environment.environment_id
+
+    def record_run(self, run: RunRecord) -> None:
+        self._upsert(RUNS, [run])
+
+    def finish_run(
+        self, run_id: str, status: RunStatus, message: str | None = None, finished_at: datetime | None = None
+    ) -> None:
+        status = _RUN_STATUS.validate_python(status)
+        sql = "UPDATE runs SET status = ?, message = coalesce(?, message), finished_at = ? WHERE run_id = ?"
+
+        def update(con: duckdb.DuckDBPyConnection) -> None:
+            if (
+                con.execute(
+                    sql + " RETURNING run_id", [status, message, finished_at or utcnow(), run_id]
+                ).fetchone()
+                is None
+            ):
+                raise KeyError(f"no run {run_id!r} in {self.path}")
+
+        run_transaction(self.path, update, self.timeout_s)
+
+    def record_skill(self, skill: SkillRecord) -> None:
+        self._upsert(SKILLS, [skill])
+
+    def record_checks(self, checks: Sequence[CheckRecord]) -> None:
+        """All checks of one report land together, or none does."""
+        self._upsert(CHECKS, checks)
+
+    def record_measurements(self, measurements: Sequence[MeasurementRecord]) -> None:
+        self._upsert(MEASUREMENTS, measurements)
+
+    # reads --------------------------------------------------------------------------------------
+
+    def _select(self, table: Table, where: dict[str, Any], order_by: str, limit: int | None = None) -> list:
+        filters = {k: v for k, v in where.items() if v is not None}
+        sql = f"SELECT * FROM {table.name}"
+        if filters:
+            sql += " WHERE " + " AND ".join(f'"{k}" = ?' for k in filters)
+        sql += f" ORDER BY {order_by}"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+
+        def read(con: duckdb.DuckDBPyConnection) -> list:
+            cursor = con.execute(sql, list(filters.values()))
+            names = [d[0] for d in cursor.description]
+            return [table.from_row(names, row) for row in cursor.fetchall()]
+
+        return run_transaction(self.path, read, self.timeout_s)
+
+    def get_environment(self, environment_id: str) -> EnvironmentRecord | None:
+        found = self._select(ENVIRONMENTS, {"environment_id": environment_id}, "recorded_at")
+        return found[0] if found else None
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        found = self._select(RUNS, {"run_id": run_id}, "started_at")
+        return found[0] if found else None
+
+    def list_runs(
+        self, kind: str | None = None, status: str | None = None, limit: int = 100
+    ) -> list[RunRecord]:
+        return self._select(RUNS, {"kind": kind, "status": status}, "started_at DESC NULLS LAST", limit)
+
+    def get_skill(self, skill_id: str) -> SkillRecord | None:
+        found = self._select(SKILLS, {"skill_id": skill_id}, "created_at")
+        return found[0] if found else None
+
+    def list_skills(self, model_ref: str | None = None, target: str | None = None) -> list[SkillRecord]:
+        return self._select(SKILLS, {"model_ref": model_ref, "target": target}, "created_at, skill_id")
+
+    def checks(self, run_id: str | None = None, skill_id: str | None = None) -> list[CheckRecord]:
+        return self._select(CHECKS, {"run_id": run_id, "skill_id": skill_id}, 'recorded_at, "check"')
+
+    def measurements(self, run_id: str | None = None, skill_id: str | None = None) -> list[MeasurementRecord]:
+        return self._select(
+            MEASUREMENTS, {"run_id": run_id, "skill_id": skill_id}, "skill_id, scenario, batch, seq"
+        )
+
+    def count(self, table: str) -> int:
+        if table not in {t.name for t in TABLES}:
+            raise ValueError(f"unknown table {table!r}: {', '.join(t.name for t in TABLES)}")
+        return run_transaction(
+            self.path, lambda con: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0], self.timeout_s
+        )

@@ -1,0 +1,39 @@
+"""The results store's view of a machine: a HardwareProfile as an EnvironmentRecord."""
+
+from __future__ import annotations
+
+from accel.hardware import HardwareProfile, detect
+from accel.storage import EnvironmentRecord, ResultsStore
+
+
+def environment_record(profile: HardwareProfile) -> EnvironmentRecord:
+    accelerators = [
+        {
+            "kind": kind,
+            "index": d.index,
+            "name": d.name,
+            "memory_bytes": d.memory_bytes,
+            "compute_capability": d.compute_capability,
+        }
+        for kind, accel in profile.accelerators.items()
+        if accel.available and kind != "nvml"
+        for d in accel.devices
+    ]
+    return EnvironmentRecord(
+        host=profile.host.hostname,
+        os=f"{profile.host.os} {profile.host.os_release}",
+        python=profile.host.python,
+        cpu=profile.cpu.model,
+        architecture=profile.cpu.architecture,
+        physical_cores=profile.cpu.physical_cores,
+        logical_cores=profile.cpu.logical_cores,
+        memory_bytes=profile.memory.total_bytes,
+        accelerators=accelerators,
+        libraries=profile.libraries,
+        profile=profile.model_dump(mode="json", exclude={"detected_at"}),
+    )
+
+
+def record_this_environment(store: ResultsStore, profile: HardwareProfile | None = None) -> str:
+    """Detect (unless given) and record this machine; returns its environment id."""
+    return store.record_environment(environment_record(profile or detect()))
