@@ -179,8 +179,7 @@ def _writer(path: str, worker: int, count: int) -> None:
         store.record_measurements([_measurement(f"run-{worker}", i, p50=float(i))])
 
 
-def test_four_processes_writing_at_once_lose_nothing(tmp_path):
-    path = str(tmp_path / "shared.duckdb")
+def _write_from_four_processes(path: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     workers = [ctx.Process(target=_writer, args=(path, w, 50)) for w in range(4)]
     for p in workers:
@@ -188,15 +187,14 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path):
     for p in workers:
         p.join(timeout=300)
     assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+
+
+def test_four_processes_writing_at_once_lose_nothing(tmp_path):
+    path = str(tmp_path / "shared.duckdb")
+    _write_from_four_processes(path)
     store = ResultsStore(path)
     assert store.count("measurements") == 200 and store.count("runs") == 4
     for w in range(4):
         assert sorted(m.p50_ms for m in store.measurements(f"run-{w}")) == [float(i) for i in range(50)]
-    # The same writes again, from all four at once: still 200 rows.
-    workers = [ctx.Process(target=_writer, args=(path, w, 50)) for w in range(4)]
-    for p in workers:
-        p.start()
-    for p in workers:
-        p.join(timeout=300)
-    assert [p.exitcode for p in workers] == [0, 0, 0, 0]
+    _write_from_four_processes(path)  # the same writes again, all four at once
     assert store.count("measurements") == 200
