@@ -45,6 +45,14 @@ _RUNTIME_ALIASES = {
 _PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 _TARGET_RE = re.compile(r"^(?P<hardware>[a-z0-9]+)/(?P<runtime>[a-z0-9_]+)(?::(?P<precision>[a-z0-9]+))?$")
 
+_TORCH_DEVICE = {"cpu": "cpu", "cuda": "cuda", "rocm": "cuda", "mps": "mps", "xpu": "xpu"}
+_ORT_PROVIDER = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "rocm": "ROCMExecutionProvider",
+}
+_OPENVINO_DEVICE = {"cpu": "CPU", "xpu": "GPU"}
+
 ACCEPTED = (
     "expected HARDWARE/RUNTIME[:PRECISION], e.g. cpu/torch, cpu/onnxruntime, cuda/torch:fp16; "
     f"hardware: {', '.join(HARDWARE)}; runtimes: {', '.join(RUNTIMES)}; "
@@ -102,6 +110,19 @@ class Target(BaseModel):
     @property
     def work_pool(self) -> str:
         return work_pool_name(self.hardware)
+
+    @property
+    def torch_device(self) -> str:
+        """The torch device type (ROCm builds of torch drive AMD GPUs through the cuda device API)."""
+        return _TORCH_DEVICE[self.hardware]
+
+    @property
+    def onnxruntime_provider(self) -> str | None:
+        return _ORT_PROVIDER.get(self.hardware)
+
+    @property
+    def openvino_device(self) -> str | None:
+        return _OPENVINO_DEVICE.get(self.hardware)
 
 
 def parse_targets(text: str | list[str]) -> list[Target]:

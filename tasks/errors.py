@@ -10,3 +10,11 @@ class ModelRefError(ValueError):
 
 class UnsupportedModelError(ValueError):
     """The model's architecture is outside the six families accel drives."""
+
+
+class UnsupportedTargetError(ValueError):
+    """The target cannot be generated for: the family's template lacks it, or this machine cannot run it."""
+
+
+class GenerationError(RuntimeError):
+    """Generation ran and failed: no exporter produced an artifact that matches the reference."""

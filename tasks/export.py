@@ -1,0 +1,156 @@
+"""Turning a skill's reference module into the artifact its runtime runs.
+
+torch runs a `torch.export` program (`model.pt2`), or a TorchScript trace (`model.ts`) when
+torch.export cannot capture the model. onnxruntime and OpenVINO run ONNX (`model.onnx`) from the
+TorchScript-based exporter, or from the dynamo exporter when that one fails; each covers models the
+other does not (../shared/notes/ml-stack-verified.md, sections 4 and 8). The caller validates every
+artifact against the reference and moves on to the next exporter when one falls short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ONNX_OPSET = 18
+# Exporters to try, in order, per runtime: (exporter, artifact file).
+EXPORTERS: dict[str, list[tuple[str, str]]] = {
+    "torch": [("torch.export", "model.pt2"), ("torchscript", "model.ts")],
+    "onnxruntime": [("torchscript", "model.onnx"), ("dynamo", "model.onnx")],
+    "openvino": [("torchscript", "model.onnx"), ("dynamo", "model.onnx")],
+}
+_SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf caps one file at 2 GB: larger graphs keep weights beside
+
+
+@contextlib.contextmanager
+def silenced_output():
+    """Send this process's stdout and stderr, C level included, to nowhere while exporters run.
+
+    The TorchScript exporter dumps whole graphs from C++ when it fails, and runtimes log from C++:
+    noise on a CLI, and what matters comes back as the exception.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "w") as devnull:
+        try:
+            os.dup2(devnull.fileno(), 1)
+            os.dup2(devnull.fileno(), 2)
+            with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+                yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
+def dynamic_axes(inputs: dict[str, dict[str, Any]]) -> dict[str, dict[int, str]]:
+    """Per input, the axes that vary (named dims in the spec) and their symbol."""
+    return {
+        name: {axis: dim for axis, dim in enumerate(spec["shape"]) if isinstance(dim, str)}
+        for name, spec in inputs.items()
+    }
+
+
+def _tensors(example: dict[str, np.ndarray], device: str, dtype: Any) -> dict[str, Any]:
+    import torch
+
+    tensors = {}
+    for name, value in example.items():
+        tensor = torch.from_numpy(value).to(device)
+        tensors[name] = tensor.to(dtype) if tensor.is_floating_point() else tensor
+    return tensors
+
+
+def export(
+    module: Any,
+    example: dict[str, np.ndarray],
+    inputs: dict[str, dict[str, Any]],
+    output_names: list[str],
+    exporter: str,
+    path: Path,
+    device: str = "cpu",
+    dtype: str = "float32",
+) -> dict[str, Any]:
+    """Write `module` traced on `example` to `path` with `exporter`; returns facts for the manifest."""
+    import torch
+
+    tensors = _tensors(example, device, getattr(torch, dtype))
+    axes = dynamic_axes(inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer and deprecation warnings; failures still raise
+        try:
+            if exporter == "torch.export":
+                shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}
+                program = torch.export.export(module, (), tensors, dynamic_shapes=shapes)
+                torch.export.save(program, str(path))
+                return {"exporter": exporter, "format": "torch.export"}
+            if exporter == "torchscript" and path.suffix == ".ts":
+                traced = torch.jit.trace(module, example_kwarg_inputs=tensors, strict=False)
+                torch.jit.save(traced, str(path))
+                return {"exporter": exporter, "format": "torchscript"}
+            if exporter == "torchscript":
+                torch.onnx.export(
+                    module,
+                    (),
+                    str(path),
+                    kwargs=tensors,
+                    input_names=list(inputs),
+                    output_names=output_names,
+                    dynamic_axes=axes,
+                    opset_version=ONNX_OPSET,
+                    dynamo=False,
+                )
+            elif exporter == "dynamo":
+                shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}
+                program = torch.onnx.export(
+                    module,
+                    (),
+                    kwargs=tensors,
+                    input_names=list(inputs),
+                    output_names=output_names,
+                    dynamic_shapes=shapes,
+                    opset_version=ONNX_OPSET,
+                    dynamo=True,
+                    verbose=False,
+                )
+                program.save(str(path), external_data=_too_big_for_one_file(module))
+            else:
+                raise ValueError(f"unknown exporter {exporter!r}")
+        finally:
+            module.eval()  # exporters switch modes and restore the caller's; dropout must stay off
+    _check_onnx(path)
+    return {"exporter": exporter, "format": "onnx", "opset": ONNX_OPSET}
+
+
+def _too_big_for_one_file(module: Any) -> bool:
+    return sum(p.numel() * p.element_size() for p in module.parameters()) > _SINGLE_FILE_LIMIT
+
+
+def _check_onnx(path: Path) -> None:
+    import onnx
+
+    onnx.checker.check_model(str(path), full_check=False)
+
+
+def quantize_int8(path: Path) -> dict[str, Any]:
+    """Dynamic int8 quantization of the ONNX graph at `path`, in place (weights int8, activations fp32)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    source = path.with_name("model.fp32.onnx")
+    path.rename(source)
+    try:
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+    finally:
+        source.unlink(missing_ok=True)
+    return {"quantization": "onnxruntime dynamic int8 (weights QInt8, activations quantized per call)"}

@@ -1,0 +1,453 @@
+"""Generate a skill: a standalone implementation of one model for one target, proven on the spot.
+
+A skill is rendered from its family's template, its artifact exported for the target's runtime,
+and the result checked against the reference transformers model on an input shape the export
+never saw. It lands in `<skills dir>/<skill_id>/` only once all of that passed, in one rename, so a
+failure leaves nothing half-written behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import shutil
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from pydantic import BaseModel
+
+from accel.hardware import Target, detect, target_status
+from accel.settings import get_settings
+from accel.storage import ResultsStore, SkillRecord
+from accel.tasks import templates
+from accel.tasks.errors import GenerationError, UnsupportedTargetError
+from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
+from accel.tasks.interface import Interface, build_interface
+from accel.tasks.model_files import load_config
+from accel.tasks.resolve import MODEL_FILE_PATTERNS, ResolvedModel, resolve_model
+from accel.tasks.tolerances import Comparison, compare_outputs, tolerance_for
+
+GENERATOR_VERSION = "1"
+_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
+_OPENVINO_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+_GENERATION_CHECK_TOKENS = 4
+_STALE_STAGING_S = 3600
+
+Progress = Callable[[str, float], None]
+
+
+class GeneratedSkill(BaseModel):
+    skill_id: str
+    path: Path
+    reused: bool
+    seconds: float
+    manifest: dict[str, Any]
+
+    @property
+    def target(self) -> str:
+        return self.manifest["target"]["target"]
+
+
+def _quiet(step: str, fraction: float) -> None:
+    del step, fraction
+
+
+def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:
+    """The family template that covers this model's task on this target's runtime, or why none does."""
+    info = templates.catalogue().get(model.family)
+    if info is None:
+        raise UnsupportedTargetError(
+            f"no template for family {model.family}; templates exist for: {', '.join(templates.catalogue())}"
+        )
+    if model.task not in info.tasks:
+        raise UnsupportedTargetError(
+            f"template {info.name} (family {model.family}) does not drive task "
+            f"{model.task}; it drives: {', '.join(info.tasks)}"
+        )
+    if target.runtime not in info.runtimes:
+        raise UnsupportedTargetError(
+            f"template {info.name} has no {target.runtime} runtime; it has: {', '.join(info.runtimes)}"
+        )
+    return info
+
+
+def skill_id_for(model: ResolvedModel, target: Target, template: templates.TemplateInfo) -> str:
+    """Content hash of everything a skill is made from: same inputs, same id."""
+    identity = {
+        "model_ref": model.ref,
+        "model_path": str(model.path),
+        "revision": model.revision,
+        "target": str(target),
+        "template": template.name,
+        "template_version": template.version,
+        "generator_version": GENERATOR_VERSION,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _device(target: Target) -> str:
+    if target.runtime == "onnxruntime":
+        return target.onnxruntime_provider or ""
+    if target.runtime == "openvino":
+        return target.openvino_device or ""
+    return target.torch_device
+
+
+def _context(
+    model: ResolvedModel, target: Target, template: templates.TemplateInfo, iface: Interface, artifact: str
+) -> dict[str, Any]:
+    if not model.architecture.isidentifier():  # it names a transformers class; never free text
+        raise UnsupportedTargetError(f"architecture {model.architecture!r} is not a Python identifier")
+    return {
+        "title": f"{model.architecture} ({model.family})",
+        "model_ref": model.ref,
+        "revision": model.revision,
+        "model_dir": str(model.path),
+        "architecture": model.architecture,
+        "family": model.family,
+        "task": model.task,
+        "target": str(target),
+        "runtime": target.runtime,
+        "precision": target.precision,
+        "device": _device(target),
+        "artifact": artifact,
+        "torch_dtype": _TORCH_DTYPES[target.precision],
+        "openvino_precision": _OPENVINO_PRECISION.get(target.precision, "f32"),
+        "template": template.name,
+        "template_version": template.version,
+        "generator_version": GENERATOR_VERSION,
+        "inputs": iface.inputs,
+        "dims": iface.dims,
+        "preprocess": iface.preprocess,
+        "generation": iface.generation,
+        "input_names": iface.input_names,
+        "position_ids": iface.position_ids,
+        "use_cache": iface.use_cache,
+        "seq_meaning": iface.seq_meaning,
+    }
+
+
+def _import_skill(path: Path, name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _copy_assets(model_dir: Path, assets: Path) -> None:
+    """The tokenizer / processor / config files (not the weights), so `preprocess` needs nothing else."""
+    assets.mkdir()
+    for pattern in MODEL_FILE_PATTERNS:
+        for file in model_dir.glob(pattern):
+            if file.is_file() and file.suffix != ".safetensors" and not file.name.endswith(".index.json"):
+                shutil.copy2(file, assets / file.name)
+
+
+def _shapes(inputs: dict[str, Any], sizes: dict[str, int], outputs: dict[str, Any]) -> dict[str, Any]:
+    """Output shapes with the input sizes named back (`batch`, `seq`) where they match."""
+    names = {size: name for name, size in sizes.items()}
+    return {
+        name: {"shape": [names.get(d, d) for d in value.shape], "dtype": str(value.dtype)}
+        for name, value in outputs.items()
+    }
+
+
+def _check_shapes(module: ModuleType) -> tuple[dict[str, int], dict[str, int]]:
+    """(export example, validation) sizes: batch 2 and 3, and two different lengths where there is a seq."""
+    seq = module.DIMS.get("seq")
+    if seq is None:
+        return {"batch": 2}, {"batch": 3}
+    example = seq["default"]
+    check = example + 7 if seq["max"] is None or example + 7 <= seq["max"] else max(seq["min"], example - 3)
+    return {"batch": 2, "seq": example}, {"batch": 3, "seq": check}
+
+
+class _Attempt(BaseModel):
+    exporter: str
+    error: str | None = None
+
+
+def _try_exporter(
+    module: ModuleType,
+    reference: Any,
+    target: Target,
+    exporter: str,
+    artifact: Path,
+    iface: Interface,
+    family: str,
+    progress: Progress,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Export with one exporter and validate the skill it gives; (artifact facts, validation facts)."""
+    example_sizes, check_sizes = _check_shapes(module)
+    example = module.make_inputs(example_sizes["batch"], example_sizes.get("seq"), seed=0)
+    output_names = list(module.run_reference(reference, module.check_inputs(example)))
+    progress(f"export ({exporter})", 0.3)
+    started = time.perf_counter()
+    facts = export(
+        reference,
+        example,
+        module.INPUTS,
+        output_names,
+        exporter,
+        artifact,
+        device=target.torch_device if target.runtime == "torch" else "cpu",
+        dtype=_TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32",
+    )
+    if target.runtime == "onnxruntime" and target.precision == "int8":
+        facts.update(quantize_int8(artifact))
+    facts["export_s"] = round(time.perf_counter() - started, 3)
+
+    progress("validate against the reference", 0.7)
+    started = time.perf_counter()
+    skill = module.Skill().load()
+    skill._reference = reference if target.precision == "fp32" and target.torch_device == "cpu" else None
+    try:
+        check = module.make_inputs(check_sizes["batch"], check_sizes.get("seq"), seed=1)
+        outputs = skill(check)
+        tolerance = tolerance_for(family, target.runtime, target.precision)
+        comparison: Comparison = compare_outputs(outputs, skill.reference(check), tolerance)
+        if not comparison.passed:
+            raise GenerationError(
+                f"{exporter} export does not match the reference on batch "
+                f"{check_sizes['batch']}, seq {check_sizes.get('seq', '-')}: {comparison.message}"
+            )
+        tokens_equal = None
+        if iface.generation is not None and target.precision == "fp32":
+            prompt = module.make_inputs(2, example_sizes.get("seq"), seed=2)
+            got = skill.generate(prompt, _GENERATION_CHECK_TOKENS)
+            want = skill.reference_generate(prompt, _GENERATION_CHECK_TOKENS)
+            tokens_equal = got.shape == want.shape and bool((got == want).all())
+            if not tokens_equal:
+                raise GenerationError(
+                    f"greedy tokens differ from transformers' generate: {got.tolist()} vs {want.tolist()}"
+                )
+    finally:
+        skill.close()
+    validation = {
+        "example": example_sizes,
+        "check": check_sizes,
+        "tolerance": {"atol": tolerance.atol, "rtol": tolerance.rtol},
+        "max_abs_diff": comparison.max_abs_diff,
+        "max_rel_diff": comparison.max_rel_diff,
+        "worst_output": comparison.worst_output,
+        "per_output": comparison.per_output,
+        "generation_tokens_equal": tokens_equal,
+        "validate_s": round(time.perf_counter() - started, 3),
+        "outputs": _shapes(module.INPUTS, check_sizes, outputs),
+    }
+    return facts, validation
+
+
+def _build(
+    model: ResolvedModel,
+    target: Target,
+    template: templates.TemplateInfo,
+    iface: Interface,
+    skill_id: str,
+    staging: Path,
+    progress: Progress,
+) -> dict[str, Any]:
+    """Render, export and validate into `staging`; returns the manifest. Raises GenerationError."""
+    _copy_assets(model.path, staging / "assets")
+    attempts: list[_Attempt] = []
+    reference = None
+    for number, (exporter, artifact_name) in enumerate(EXPORTERS[target.runtime]):
+        progress("render skill.py", 0.1)
+        source = templates.render(template, _context(model, target, template, iface, artifact_name))
+        (staging / "skill.py").write_text(source)
+        module_name = f"_accel_skill_{skill_id}_{number}"
+        module = _import_skill(staging / "skill.py", module_name)
+        artifact = staging / artifact_name
+        try:
+            if reference is None or target.runtime == "torch":
+                progress("load the reference model", 0.2)
+                dtype = _TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
+                device = target.torch_device if target.runtime == "torch" else "cpu"
+                reference = module.build_reference(dtype=dtype, device=device)
+            with silenced_output():
+                facts, validation = _try_exporter(
+                    module, reference, target, exporter, artifact, iface, model.family, progress
+                )
+        except Exception as err:  # any exporter failure: record it, clean up, try the next one
+            attempts.append(_Attempt(exporter=exporter, error=f"{type(err).__name__}: {err}"[:2000]))
+            for leftover in staging.glob("model.*"):
+                leftover.unlink()
+            continue
+        finally:
+            sys.modules.pop(module_name, None)
+        attempts.append(_Attempt(exporter=exporter))
+        facts.update(
+            file=artifact_name,
+            bytes=artifact.stat().st_size,
+            sha256=hashlib.sha256(artifact.read_bytes()).hexdigest(),
+        )
+        return _manifest(model, target, template, iface, skill_id, facts, validation, attempts)
+    raise GenerationError(
+        f"could not generate {model.ref} for {target}: "
+        + " | ".join(f"{a.exporter}: {a.error}" for a in attempts)
+    )
+
+
+def _manifest(
+    model: ResolvedModel,
+    target: Target,
+    template: templates.TemplateInfo,
+    iface: Interface,
+    skill_id: str,
+    artifact: dict[str, Any],
+    validation: dict[str, Any],
+    attempts: list[_Attempt],
+) -> dict[str, Any]:
+    generation = None
+    if iface.generation is not None:
+        generation = {
+            **iface.generation,
+            "strategy": "greedy",
+            "note": "no KV cache: every step runs the graph on the whole sequence",
+        }
+    return {
+        "skill_id": skill_id,
+        "model": {
+            "ref": model.ref,
+            "repo_id": model.repo_id,
+            "revision": model.revision,
+            "source": model.source,
+            "path": str(model.path),
+            "family": model.family,
+            "task": model.task,
+            "architecture": model.architecture,
+            "model_type": model.model_type,
+            "parameters": model.parameters,
+        },
+        "target": {
+            "target": str(target),
+            "hardware": target.hardware,
+            "runtime": target.runtime,
+            "precision": target.precision,
+            "device": _device(target),
+            "work_pool": target.work_pool,
+        },
+        "template": {"name": template.name, "version": template.version},
+        "generator_version": GENERATOR_VERSION,
+        "artifact": artifact,
+        "inputs": iface.inputs,
+        "dims": iface.dims,
+        "outputs": validation.pop("outputs"),
+        "generation": generation,
+        "validation": validation,
+        "attempts": [a.model_dump() for a in attempts],
+        "created_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def _clear_stale_staging(out_dir: Path) -> None:
+    for stale in out_dir.glob(".staging-*"):
+        if time.time() - stale.stat().st_mtime > _STALE_STAGING_S:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _publish(staging: Path, final: Path) -> None:
+    """Move the finished skill into place in one rename; a forced regeneration replaces the old one."""
+    if final.exists():
+        retired = final.with_name(f".retired-{final.name}-{uuid.uuid4().hex[:8]}")
+        final.rename(retired)
+        staging.rename(final)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(final)
+
+
+def generate(
+    ref: str | ResolvedModel,
+    target: str | Target,
+    *,
+    out_dir: Path | None = None,
+    force: bool = False,
+    progress: Progress = _quiet,
+) -> GeneratedSkill:
+    """Generate (or reuse) the skill for `ref` on `target`.
+
+    Raises ModelRefError / UnsupportedModelError / TargetError / UnsupportedTargetError for requests
+    that cannot be served, GenerationError when generation ran and no exporter produced a skill that
+    matches the reference.
+    """
+    started = time.perf_counter()
+    target = Target.parse(target)
+    progress("resolve the model", 0.0)
+    model = ref if isinstance(ref, ResolvedModel) else resolve_model(ref)
+    template = template_for(model, target)
+    status = target_status(target, detect())
+    if not status.available:
+        raise UnsupportedTargetError(
+            f"{target} cannot run on this machine, so its skill cannot be checked here: {status.reason}"
+        )
+    skill_id = skill_id_for(model, target, template)
+    out_dir = (out_dir or get_settings().skills_dir).expanduser().resolve()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final = out_dir / skill_id
+    if (final / "manifest.json").is_file() and not force:
+        manifest = json.loads((final / "manifest.json").read_text())
+        return GeneratedSkill(
+            skill_id=skill_id,
+            path=final,
+            reused=True,
+            manifest=manifest,
+            seconds=round(time.perf_counter() - started, 3),
+        )
+    _clear_stale_staging(out_dir)
+    iface = build_interface(model, load_config(model.path))
+    staging = out_dir / f".staging-{skill_id}-{uuid.uuid4().hex[:8]}"
+    staging.mkdir()
+    try:
+        manifest = _build(model, target, template, iface, skill_id, staging, progress)
+        manifest["seconds"] = round(time.perf_counter() - started, 3)
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+        progress("publish", 0.95)
+        _publish(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    progress("done", 1.0)
+    return GeneratedSkill(
+        skill_id=skill_id, path=final, reused=False, manifest=manifest, seconds=manifest["seconds"]
+    )
+
+
+def skill_record(skill: GeneratedSkill) -> SkillRecord:
+    m = skill.manifest
+    return SkillRecord(
+        skill_id=skill.skill_id,
+        model_ref=m["model"]["ref"],
+        model_revision=m["model"]["revision"],
+        family=m["model"]["family"],
+        task=m["model"]["task"],
+        architecture=m["model"]["architecture"],
+        target=m["target"]["target"],
+        hardware=m["target"]["hardware"],
+        runtime=m["target"]["runtime"],
+        precision=m["target"]["precision"],
+        template=m["template"]["name"],
+        template_version=m["template"]["version"],
+        generator_version=m["generator_version"],
+        path=str(skill.path),
+        manifest=m,
+        created_at=datetime.fromisoformat(m["created_at"]),
+    )
+
+
+def record_skill(skill: GeneratedSkill, store: ResultsStore | None = None) -> None:
+    (store or ResultsStore(get_settings().results_path, get_settings().db_timeout_s)).record_skill(
+        skill_record(skill)
+    )
