@@ -9,15 +9,23 @@ import warnings
 import typer
 
 from accel import __version__
+from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
 from accel.cli.models import models_app
 from accel.cli.output import fail
 from accel.hardware import TargetError
 from accel.storage import StoreBusyError
-from accel.tasks.errors import ModelRefError, UnsupportedModelError
+from accel.tasks.errors import GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError
 
 # Errors that mean the request was wrong, not the program: exit code 2 and one line.
-BAD_INPUT: tuple[type[Exception], ...] = (TargetError, ModelRefError, UnsupportedModelError)
+BAD_INPUT: tuple[type[Exception], ...] = (
+    TargetError,
+    ModelRefError,
+    UnsupportedModelError,
+    UnsupportedTargetError,
+)
+# The work ran and failed: exit code 1 and one line.
+WORK_FAILED: tuple[type[Exception], ...] = (GenerationError, StoreBusyError)
 
 app = typer.Typer(
     name="accel",
@@ -28,6 +36,8 @@ app = typer.Typer(
 )
 app.command("hardware")(hardware)
 app.command("targets")(targets)
+app.command("templates")(templates_command)
+app.command("generate")(generate_command)
 app.add_typer(models_app, name="models")
 
 
@@ -41,6 +51,7 @@ def _quiet_libraries() -> None:
     # Library chatter (deprecations, transformers' advisory logging) is noise on a CLI's stderr.
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bars
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -53,7 +64,7 @@ def run(argv: list[str] | None = None) -> None:
         code = app(args=argv, prog_name="accel", standalone_mode=False)
     except BAD_INPUT as err:
         fail(str(err))
-    except StoreBusyError as err:
+    except WORK_FAILED as err:
         fail(str(err), code=1)
     except typer.Abort:
         sys.stderr.write("accel: aborted\n")

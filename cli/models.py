@@ -29,7 +29,12 @@ def _describe(model: ResolvedModel) -> Table:
             "architecture",
             f"{model.architecture} (model type {model.model_type}, loads with {model.auto_class})",
         ),
-        ("parameters", f"{model.parameters_human} ({model.parameters:,}, from {model.parameters_source})"),
+        (
+            "parameters",
+            f"{model.parameters_human} ({model.parameters:,}, from {model.parameters_source})"
+            if model.parameters is not None
+            else "unknown (no safetensors, and the model class cannot be built here)",
+        ),
     ]
     if model.dtype:
         rows.append(("dtype", model.dtype))

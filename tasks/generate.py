@@ -21,6 +21,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from prefect import task
 from pydantic import BaseModel
 
 from accel.hardware import Target, detect, target_status
@@ -448,6 +449,53 @@ def skill_record(skill: GeneratedSkill) -> SkillRecord:
 
 
 def record_skill(skill: GeneratedSkill, store: ResultsStore | None = None) -> None:
-    (store or ResultsStore(get_settings().results_path, get_settings().db_timeout_s)).record_skill(
-        skill_record(skill)
-    )
+    settings = get_settings()
+    (store or ResultsStore(settings.results_path, settings.db_timeout_s)).record_skill(skill_record(skill))
+
+
+@task(name="generate_skill", task_run_name="generate {ref} for {target}")
+def generate_skill(ref: str, target: str, force: bool = False, out_dir: str | None = None) -> GeneratedSkill:
+    """Prefect task: generate (or reuse) the skill of `ref` for `target` and record it in the results store.
+
+    No retries: a model that does not export or does not match its reference fails the same way again.
+    """
+    skill = generate(ref, target, out_dir=Path(out_dir) if out_dir else None, force=force)
+    record_skill(skill)
+    return skill
+
+
+class TemplateEntry(BaseModel):
+    """One template as `accel templates` lists it: what it covers, and what of that runs here."""
+
+    name: str
+    family: str
+    version: str
+    tasks: list[str]
+    runtimes: list[str]
+    hardware: dict[str, list[str]]
+    targets_here: list[str]
+
+
+def template_catalogue() -> list[TemplateEntry]:
+    """Every template, read from the template files, with the targets this machine can run it on."""
+    from accel.hardware import all_targets
+
+    profile = detect()
+    runnable = [t for t in all_targets() if target_status(t, profile).available]
+    entries = []
+    for info in templates.catalogue().values():
+        hardware = {
+            rt: sorted({t.hardware for t in all_targets() if t.runtime == rt}) for rt in info.runtimes
+        }
+        entries.append(
+            TemplateEntry(
+                name=info.name,
+                family=info.family,
+                version=info.version,
+                tasks=list(info.tasks),
+                runtimes=list(info.runtimes),
+                hardware=hardware,
+                targets_here=[str(t) for t in runnable if t.runtime in info.runtimes],
+            )
+        )
+    return entries

@@ -67,8 +67,11 @@ def _safetensors_parameters(file: Path) -> int:
 
 def count_parameters(
     path: Path, config: Any, auto_class: str, trust_remote_code: bool = False
-) -> tuple[int, Literal["safetensors", "config"]]:
-    """Parameter count from the safetensors headers, else by building the model on the meta device."""
+) -> tuple[int | None, Literal["safetensors", "config", "unknown"]]:
+    """Parameter count from the safetensors headers, else by building the model on the meta device.
+
+    (None, "unknown") when neither works: no safetensors, and the class needs a library not installed.
+    """
     files = _safetensors_files(path)
     if files and all(f.is_file() for f in files):
         try:
@@ -78,8 +81,11 @@ def count_parameters(
     import torch
     import transformers
 
-    with torch.device("meta"):
-        model = getattr(transformers, auto_class).from_config(config, trust_remote_code=trust_remote_code)
+    try:
+        with torch.device("meta"):
+            model = getattr(transformers, auto_class).from_config(config, trust_remote_code=trust_remote_code)
+    except (ImportError, ValueError, TypeError, RuntimeError):
+        return None, "unknown"
     return sum(p.numel() for p in model.parameters()), "config"
 
 

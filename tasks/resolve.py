@@ -58,14 +58,16 @@ class ResolvedModel(BaseModel):
     architecture: str
     model_type: str
     auto_class: str
-    parameters: int
-    parameters_source: Literal["safetensors", "config"]
+    parameters: int | None = Field(description="None when it cannot be counted without the weights.")
+    parameters_source: Literal["safetensors", "config", "unknown"]
     dtype: str | None = None
     trust_remote_code: bool = False
 
     @property
     def parameters_human(self) -> str:
         n = self.parameters
+        if n is None:
+            return "unknown"
         for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
             if n >= size:
                 return f"{n / size:.1f}{unit}"

@@ -14,6 +14,7 @@ os.environ["HF_HOME"] = str(_SESSION_DIR / "hf-home")
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import shutil  # noqa: E402
 
@@ -53,3 +54,61 @@ def hf_cache() -> Path:
     from huggingface_hub.constants import HF_HUB_CACHE
 
     return Path(HF_HUB_CACHE)
+
+
+@pytest.fixture(scope="session")
+def skills_dir() -> Path:
+    """Where the session's generated skills live (shared, so each is generated once)."""
+    return _SESSION_DIR / "skills"
+
+
+@pytest.fixture(scope="session")
+def tiny_skill(tiny_models, skills_dir):
+    """`tiny_skill(name, target)`: the generated skill of a tiny model, generated once per session."""
+    from accel.tasks.generate import generate
+
+    made = {}
+
+    def make(name: str, target: str):
+        if (name, target) not in made:
+            made[name, target] = generate(str(tiny_models[name]), target, out_dir=skills_dir)
+        return made[name, target]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def python_without_accel() -> Path:
+    """An interpreter that has this venv's libraries (numpy, torch, runtimes) but cannot import accel.
+
+    A bare venv whose .pth file adds this venv's site-packages as a plain path: .pth files inside it
+    (accel's editable-install hook among them) are not run, so `import accel` fails there.
+    """
+    import subprocess
+    import sysconfig
+    import venv
+
+    env_dir = _SESSION_DIR / "venv-without-accel"
+    if not env_dir.exists():
+        venv.create(env_dir, with_pip=False, symlinks=True)
+        purelib = Path(
+            subprocess.run(
+                [
+                    str(env_dir / "bin" / "python"),
+                    "-c",
+                    "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        (purelib / "libraries.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    python = env_dir / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-I", "-c", "import numpy, onnxruntime, openvino, torch; import accel"],
+        capture_output=True,
+        text=True,
+    )
+    assert "No module named 'accel'" in probe.stderr, probe.stderr
+    return python
