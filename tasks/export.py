@@ -87,11 +87,13 @@ def export(
 
     tensors = _tensors(example, device, getattr(torch, dtype))
     axes = dynamic_axes(inputs)
+    shapes = {
+        name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()
+    }  # torch.export
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; failures still raise
         try:
             if exporter == "torch.export":
-                shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}
                 program = torch.export.export(module, (), tensors, dynamic_shapes=shapes)
                 torch.export.save(program, str(path))
                 return {"exporter": exporter, "format": "torch.export"}
@@ -112,7 +114,6 @@ def export(
                     dynamo=False,
                 )
             elif exporter == "dynamo":
-                shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}
                 program = torch.onnx.export(
                     module,
                     (),
