@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 import warnings
 
@@ -13,9 +12,16 @@ from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
 from accel.cli.models import models_app
 from accel.cli.output import fail
+from accel.cli.test import test_command
 from accel.hardware import TargetError
 from accel.storage import StoreBusyError
-from accel.tasks.errors import GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError
+from accel.tasks.errors import (
+    GenerationError,
+    ModelRefError,
+    SkillDirError,
+    UnsupportedModelError,
+    UnsupportedTargetError,
+)
 
 # Errors that mean the request was wrong, not the program: exit code 2 and one line.
 BAD_INPUT: tuple[type[Exception], ...] = (
@@ -23,6 +29,7 @@ BAD_INPUT: tuple[type[Exception], ...] = (
     ModelRefError,
     UnsupportedModelError,
     UnsupportedTargetError,
+    SkillDirError,
 )
 # The work ran and failed: exit code 1 and one line.
 WORK_FAILED: tuple[type[Exception], ...] = (GenerationError, StoreBusyError)
@@ -38,6 +45,7 @@ app.command("hardware")(hardware)
 app.command("targets")(targets)
 app.command("templates")(templates_command)
 app.command("generate")(generate_command)
+app.command("test")(test_command)
 app.add_typer(models_app, name="models")
 
 
@@ -48,10 +56,7 @@ def version() -> None:
 
 
 def _quiet_libraries() -> None:
-    # Library chatter (deprecations, transformers' advisory logging) is noise on a CLI's stderr.
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # transformers' "Loading weights" bars
+    # Deprecation and advisory warnings from libraries are noise on a CLI's stderr.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=UserWarning)

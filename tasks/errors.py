@@ -18,3 +18,7 @@ class UnsupportedTargetError(ValueError):
 
 class GenerationError(RuntimeError):
     """Generation ran and failed: no exporter produced an artifact that matches the reference."""
+
+
+class SkillDirError(ValueError):
+    """A folder that is not a generated skill (no skill.py and manifest.json), or a bad test request."""

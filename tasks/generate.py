@@ -9,7 +9,6 @@ failure leaves nothing half-written behind.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import shutil
 import sys
@@ -32,12 +31,18 @@ from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
+from accel.tasks.render import (
+    GENERATOR_VERSION,
+    TORCH_DTYPES,
+    device_for,
+    import_skill,
+    render_context,
+    skill_id_for,
+    template_for,
+)
 from accel.tasks.resolve import MODEL_FILE_PATTERNS, ResolvedModel, resolve_model
 from accel.tasks.tolerances import Comparison, compare_outputs, tolerance_for
 
-GENERATOR_VERSION = "1"
-_TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
-_OPENVINO_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 _GENERATION_CHECK_TOKENS = 4
 _STALE_STAGING_S = 3600
 
@@ -60,94 +65,6 @@ def _quiet(step: str, fraction: float) -> None:
     del step, fraction
 
 
-def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:
-    """The family template that covers this model's task on this target's runtime, or why none does."""
-    info = templates.catalogue().get(model.family)
-    if info is None:
-        raise UnsupportedTargetError(
-            f"no template for family {model.family}; templates exist for: {', '.join(templates.catalogue())}"
-        )
-    if model.task not in info.tasks:
-        raise UnsupportedTargetError(
-            f"template {info.name} (family {model.family}) does not drive task "
-            f"{model.task}; it drives: {', '.join(info.tasks)}"
-        )
-    if target.runtime not in info.runtimes:
-        raise UnsupportedTargetError(
-            f"template {info.name} has no {target.runtime} runtime; it has: {', '.join(info.runtimes)}"
-        )
-    return info
-
-
-def skill_id_for(model: ResolvedModel, target: Target, template: templates.TemplateInfo) -> str:
-    """Content hash of everything a skill is made from: same inputs, same id."""
-    identity = {
-        "model_ref": model.ref,
-        "model_path": str(model.path),
-        "revision": model.revision,
-        "target": str(target),
-        "template": template.name,
-        "template_version": template.version,
-        "generator_version": GENERATOR_VERSION,
-    }
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def _device(target: Target) -> str:
-    if target.runtime == "onnxruntime":
-        return target.onnxruntime_provider or ""
-    if target.runtime == "openvino":
-        return target.openvino_device or ""
-    return target.torch_device
-
-
-def _context(
-    model: ResolvedModel, target: Target, template: templates.TemplateInfo, iface: Interface, artifact: str
-) -> dict[str, Any]:
-    if not model.architecture.isidentifier():  # it names a transformers class; never free text
-        raise UnsupportedTargetError(f"architecture {model.architecture!r} is not a Python identifier")
-    return {
-        "title": f"{model.architecture} ({model.family})",
-        "model_ref": model.ref,
-        "revision": model.revision,
-        "model_dir": str(model.path),
-        "architecture": model.architecture,
-        "family": model.family,
-        "task": model.task,
-        "target": str(target),
-        "runtime": target.runtime,
-        "precision": target.precision,
-        "device": _device(target),
-        "artifact": artifact,
-        "torch_dtype": _TORCH_DTYPES[target.precision],
-        "openvino_precision": _OPENVINO_PRECISION.get(target.precision, "f32"),
-        "template": template.name,
-        "template_version": template.version,
-        "generator_version": GENERATOR_VERSION,
-        "inputs": iface.inputs,
-        "dims": iface.dims,
-        "preprocess": iface.preprocess,
-        "generation": iface.generation,
-        "input_names": iface.input_names,
-        "position_ids": iface.position_ids,
-        "use_cache": iface.use_cache,
-        "seq_meaning": iface.seq_meaning,
-    }
-
-
-def _import_skill(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
-
-
 def _copy_assets(model_dir: Path, assets: Path) -> None:
     """The tokenizer / processor / config files (not the weights), so `preprocess` needs nothing else."""
     assets.mkdir()
@@ -157,13 +74,26 @@ def _copy_assets(model_dir: Path, assets: Path) -> None:
                 shutil.copy2(file, assets / file.name)
 
 
-def _shapes(inputs: dict[str, Any], sizes: dict[str, int], outputs: dict[str, Any]) -> dict[str, Any]:
-    """Output shapes with the input sizes named back (`batch`, `seq`) where they match."""
-    names = {size: name for name, size in sizes.items()}
-    return {
-        name: {"shape": [names.get(d, d) for d in value.shape], "dtype": str(value.dtype)}
-        for name, value in outputs.items()
-    }
+def _shapes(
+    example_sizes: dict[str, int], example: dict[str, Any], check_sizes: dict[str, int], check: dict[str, Any]
+) -> dict[str, Any]:
+    """Output shapes with symbolic axes: an axis that follows the batch (or seq) size from the export
+    example to the check inputs is `batch` (or `seq`); one that stays put is its size."""
+    shapes = {}
+    for name, value in check.items():
+        axes: list[str | int] = []
+        for first, second in zip(example[name].shape, value.shape, strict=True):
+            symbol = next(
+                (
+                    k
+                    for k in ("batch", "seq")
+                    if k in check_sizes and (first, second) == (example_sizes[k], check_sizes[k])
+                ),
+                None,
+            )
+            axes.append(symbol or (int(second) if first == second else "dynamic"))
+        shapes[name] = {"shape": axes, "dtype": str(value.dtype)}
+    return shapes
 
 
 def _check_shapes(module: ModuleType) -> tuple[dict[str, int], dict[str, int]]:
@@ -194,7 +124,8 @@ def _try_exporter(
     """Export with one exporter and validate the skill it gives; (artifact facts, validation facts)."""
     example_sizes, check_sizes = _check_shapes(module)
     example = module.make_inputs(example_sizes["batch"], example_sizes.get("seq"), seed=0)
-    output_names = list(module.run_reference(reference, module.check_inputs(example)))
+    example_outputs = module.run_reference(reference, module.check_inputs(example))
+    output_names = list(example_outputs)
     progress(f"export ({exporter})", 0.3)
     started = time.perf_counter()
     facts = export(
@@ -205,7 +136,7 @@ def _try_exporter(
         exporter,
         artifact,
         device=target.torch_device if target.runtime == "torch" else "cpu",
-        dtype=_TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32",
+        dtype=TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32",
     )
     if target.runtime == "onnxruntime" and target.precision == "int8":
         facts.update(quantize_int8(artifact))
@@ -247,7 +178,7 @@ def _try_exporter(
         "per_output": comparison.per_output,
         "generation_tokens_equal": tokens_equal,
         "validate_s": round(time.perf_counter() - started, 3),
-        "outputs": _shapes(module.INPUTS, check_sizes, outputs),
+        "outputs": _shapes(example_sizes, example_outputs, check_sizes, outputs),
     }
     return facts, validation
 
@@ -267,15 +198,15 @@ def _build(
     reference = None
     for number, (exporter, artifact_name) in enumerate(EXPORTERS[target.runtime]):
         progress("render skill.py", 0.1)
-        source = templates.render(template, _context(model, target, template, iface, artifact_name))
+        source = templates.render(template, render_context(model, target, template, iface, artifact_name))
         (staging / "skill.py").write_text(source)
         module_name = f"_accel_skill_{skill_id}_{number}"
-        module = _import_skill(staging / "skill.py", module_name)
+        module = import_skill(staging / "skill.py", module_name)
         artifact = staging / artifact_name
         try:
             if reference is None or target.runtime == "torch":
                 progress("load the reference model", 0.2)
-                dtype = _TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
+                dtype = TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
                 device = target.torch_device if target.runtime == "torch" else "cpu"
                 reference = module.build_reference(dtype=dtype, device=device)
             with silenced_output():
@@ -338,7 +269,7 @@ def _manifest(
             "hardware": target.hardware,
             "runtime": target.runtime,
             "precision": target.precision,
-            "device": _device(target),
+            "device": device_for(target),
             "work_pool": target.work_pool,
         },
         "template": {"name": template.name, "version": template.version},

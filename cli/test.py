@@ -1,0 +1,89 @@
+"""`accel test`: run the test stage's checks on a skill and show every verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from accel.cli.output import JsonFlag, console, emit_json, err_console
+from accel.tasks.checks import LEVELS
+from accel.tasks.errors import SkillDirError
+from accel.tasks.generate import generate
+from accel.tasks.validate import DEFAULT_CHECK_TIMEOUT_S, TestReport, validate
+
+_STYLE = {"passed": "green", "failed": "red", "error": "bold red", "skipped": "dim"}
+
+
+def _table(report: TestReport) -> Table:
+    table = Table(
+        title=f"{report.target} · {report.level} · skill {report.skill_id} · run {report.run_id}",
+        title_justify="left",
+    )
+    for column in ("check", "status", "max |diff|", "tolerance", "s", "message"):
+        table.add_column(column, overflow="fold")
+    for c in report.checks:
+        table.add_row(
+            c.check,
+            f"[{_STYLE[c.status]}]{c.status}[/]",
+            f"{c.max_abs_diff:.2e}" if c.max_abs_diff is not None else "",
+            f"{c.tolerance:g}" if c.tolerance is not None else "",
+            f"{c.duration_s:.2f}",
+            c.message,
+        )
+    return table
+
+
+def test_command(
+    skill: Annotated[
+        str, typer.Argument(help="A skill directory, or a model ref (then --target is needed).")
+    ],
+    target: Annotated[
+        str | None,
+        typer.Option("--target", "-t", help="With a model ref: generate the skill for this target first."),
+    ] = None,
+    level: Annotated[
+        str, typer.Option("--level", "-l", help=f"Which checks: {', '.join(LEVELS)}.")
+    ] = "basic",
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds one check may take before it is an error.")
+    ] = DEFAULT_CHECK_TIMEOUT_S,
+    json_output: JsonFlag = False,
+) -> None:
+    """Test a skill against its reference model; exit 0 when every check passed, 1 when one failed."""
+    if level not in LEVELS:
+        raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    path = Path(skill).expanduser()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_output or not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("test", total=1.0)
+        if not (path / "manifest.json").is_file():
+            if target is None:
+                raise SkillDirError(
+                    f"{skill!r} is not a skill directory; to test a model, name a target: "
+                    f"accel test {skill} --target cpu/onnxruntime"
+                )
+            path = generate(
+                skill, target, progress=lambda step, _: progress.update(task, description=step)
+            ).path
+        report = validate(
+            path,
+            level,
+            timeout_s=timeout,
+            progress=lambda check, done: progress.update(task, description=f"check {check}"),
+        )
+    if json_output:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        console.print(_table(report))
+    if not report.passed:
+        raise typer.Exit(1)

@@ -1,0 +1,62 @@
+"""`python -m accel.tasks.check_runner`: run checks on one skill and report each as a JSON line.
+
+The test stage starts this in a process of its own, so a skill that crashes or hangs takes only this
+process down. Reports go to a file descriptor of their own (--report-fd), never stdout, which the
+skill and its libraries may write to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from accel.tasks.checks import NEEDS, CheckResult, Context, pristine_module, run_check
+from accel.tasks.render import import_skill
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="accel.tasks.check_runner")
+    parser.add_argument("skill_dir", type=Path)
+    parser.add_argument("--checks", required=True, help="comma-separated check names, in order")
+    parser.add_argument("--report-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    report = os.fdopen(args.report_fd, "w", buffering=1)
+
+    def emit(event: str, **fields: object) -> None:
+        report.write(json.dumps({"event": event, **fields}) + "\n")
+
+    manifest = json.loads((args.skill_dir / "manifest.json").read_text())
+    try:
+        pristine = pristine_module(manifest)
+    except Exception as err:  # e.g. the reference model's files moved: nothing can be compared
+        emit("fatal", message=f"cannot build the reference for this skill: {type(err).__name__}: {err}")
+        return 1
+    try:
+        skill_module = import_skill(args.skill_dir / "skill.py", "_accel_skill_under_test")
+    except Exception as err:
+        emit("fatal", message=f"skill.py does not import: {type(err).__name__}: {err}")
+        return 1
+    ctx = Context(skill_module=skill_module, pristine=pristine, manifest=manifest)
+    outcome: dict[str, str] = {}
+    for name in args.checks.split(","):
+        emit("start", check=name)
+        missing = [need for need in NEEDS.get(name, ()) if outcome.get(need) != "passed"]
+        if missing:
+            result = CheckResult(
+                check=name, status="skipped", message=f"needs {', '.join(missing)} to pass first"
+            )
+        else:
+            result = run_check(name, ctx)
+        outcome[name] = result.status
+        emit("result", result=result.model_dump())
+    if ctx.skill is not None:
+        ctx.skill.close()
+    emit("done")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

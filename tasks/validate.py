@@ -1,0 +1,268 @@
+"""The test stage: run a skill's checks in a process of its own and turn what it reports into a verdict.
+
+A skill that crashes or hangs ends its process, never the caller: the check it was in gets an
+`error` verdict with the reason (exit code, signal, or timeout, and the tail of its output), and the
+checks after it are reported as skipped. Every verdict is recorded in the results store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Literal
+
+from prefect import task
+from pydantic import BaseModel
+
+from accel.settings import get_settings
+from accel.storage import CheckRecord, ResultsStore, RunRecord
+from accel.tasks.checks import LEVELS, CheckResult
+from accel.tasks.errors import SkillDirError
+from accel.tasks.generate import GeneratedSkill, record_skill
+
+Level = Literal["basic", "comprehensive", "fault_tolerance"]
+DEFAULT_CHECK_TIMEOUT_S = 300.0
+Progress = Callable[[str, float], None]
+
+
+class TestReport(BaseModel):
+    __test__ = False  # not a pytest test class
+
+    run_id: str
+    skill_id: str
+    skill_path: Path
+    target: str
+    level: str
+    status: Literal["passed", "failed"]
+    checks: list[CheckResult]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "passed"
+
+
+def read_manifest(skill_dir: Path) -> dict:
+    manifest = skill_dir / "manifest.json"
+    if not (skill_dir / "skill.py").is_file() or not manifest.is_file():
+        raise SkillDirError(
+            f"{skill_dir} is not a skill directory: it needs skill.py and manifest.json "
+            "(make one with `accel generate`)"
+        )
+    try:
+        return json.loads(manifest.read_text())
+    except ValueError as err:
+        raise SkillDirError(f"{manifest} is not valid JSON: {err}") from err
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "did not exit"
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+def _tail(log: Path, lines: int = 12) -> str:
+    text = log.read_text(errors="replace").strip().splitlines()
+    return (" | last output: " + " / ".join(text[-lines:]))[:1500] if text else ""
+
+
+def run_checks(
+    skill_dir: Path, checks: tuple[str, ...], timeout_s: float, progress: Progress | None = None
+) -> list[CheckResult]:
+    """Run `checks` in a fresh check-runner process; one result per check, whatever happens to it."""
+    results: dict[str, CheckResult] = {}
+    current: str | None = None
+    read_fd, write_fd = os.pipe()
+    with tempfile.NamedTemporaryFile("w+", prefix="accel-checks-", suffix=".log", delete=False) as log:
+        log_path = Path(log.name)
+        env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accel.tasks.check_runner",
+                str(skill_dir),
+                "--checks",
+                ",".join(checks),
+                "--report-fd",
+                str(write_fd),
+            ],
+            pass_fds=(write_fd,),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,  # its own process group: a timeout kills the skill's children too
+        )
+    os.close(write_fd)
+    fatal: str | None = None
+    ended = ""
+    buffer = b""
+    deadline = time.monotonic() + timeout_s
+    with selectors.DefaultSelector() as selector:
+        selector.register(read_fd, selectors.EVENT_READ)
+        while True:
+            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+                ended = f"timed out after {timeout_s:.0f} s and was killed"
+                break
+            chunk = os.read(read_fd, 65536)
+            if not chunk:  # the runner closed its end: it finished or died
+                process.wait()
+                ended = _describe_exit(process.returncode)
+                break
+            buffer += chunk
+            while b"\n" in buffer:
+                line, buffer = buffer.split(b"\n", 1)
+                event = json.loads(line)
+                if event["event"] == "start":
+                    current = event["check"]
+                    deadline = time.monotonic() + timeout_s
+                    if progress:
+                        progress(current, len(results) / len(checks))
+                elif event["event"] == "result":
+                    result = CheckResult.model_validate(event["result"])
+                    results[result.check] = result
+                    current = None
+                    deadline = time.monotonic() + timeout_s
+                elif event["event"] == "fatal":
+                    fatal = event["message"]
+    os.close(read_fd)
+    tail = _tail(log_path)
+    log_path.unlink(missing_ok=True)
+    died_in = current
+    for name in checks:
+        if name in results:
+            continue
+        if fatal is not None:
+            results[name] = CheckResult(check=name, status="error", message=fatal)
+        elif name == died_in:
+            results[name] = CheckResult(
+                check=name, status="error", message=f"the skill's process {ended} during this check{tail}"
+            )
+        else:
+            where = f"during {died_in}" if died_in else "before this check started"
+            results[name] = CheckResult(
+                check=name, status="skipped", message=f"not run: the skill's process {ended} {where}"
+            )
+    return [results[name] for name in checks]
+
+
+def _current_flow_run_id() -> str | None:
+    from prefect.runtime import flow_run
+
+    return flow_run.id
+
+
+def validate(
+    skill_dir: str | Path,
+    level: str = "basic",
+    *,
+    timeout_s: float = DEFAULT_CHECK_TIMEOUT_S,
+    run_id: str | None = None,
+    trigger: str = "cli",
+    record: bool = True,
+    progress: Progress | None = None,
+) -> TestReport:
+    """Test the skill in `skill_dir` at `level` and record the verdicts.
+
+    Records a `test` run of its own unless `run_id` names the caller's run (a flow's). Raises
+    SkillDirError for a folder that is not a skill, or an unknown level.
+    """
+    skill_dir = Path(skill_dir).expanduser().resolve()
+    if level not in LEVELS:
+        raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    manifest = read_manifest(skill_dir)
+    started = time.perf_counter()
+    settings = get_settings()
+    store = ResultsStore(settings.results_path, settings.db_timeout_s) if record else None
+    own_run = run_id is None
+    run_id = run_id or str(uuid.uuid4())
+    if store is not None:
+        record_skill(
+            GeneratedSkill(
+                skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest
+            ),
+            store,
+        )
+        if own_run:
+            store.record_run(
+                RunRecord(
+                    run_id=run_id,
+                    kind="test",
+                    trigger=trigger,
+                    status="running",
+                    params={
+                        "skill_id": manifest["skill_id"],
+                        "level": level,
+                        "target": manifest["target"]["target"],
+                    },
+                )
+            )
+    results = run_checks(skill_dir, LEVELS[level], timeout_s, progress)
+    status = "passed" if all(r.status in ("passed", "skipped") for r in results) else "failed"
+    report = TestReport(
+        run_id=run_id,
+        skill_id=manifest["skill_id"],
+        skill_path=skill_dir,
+        target=manifest["target"]["target"],
+        level=level,
+        status=status,
+        checks=results,
+        seconds=round(time.perf_counter() - started, 3),
+    )
+    if store is not None:
+        store.record_checks(
+            [
+                CheckRecord(
+                    run_id=run_id,
+                    skill_id=report.skill_id,
+                    check=r.check,
+                    status=r.status,
+                    max_abs_diff=r.max_abs_diff,
+                    max_rel_diff=r.max_rel_diff,
+                    tolerance=r.tolerance,
+                    duration_s=r.duration_s,
+                    message=r.message,
+                    details=r.details,
+                )
+                for r in results
+            ]
+        )
+        if own_run:
+            failed = [r.check for r in results if r.status in ("failed", "error")]
+            store.finish_run(
+                run_id,
+                "completed" if status == "passed" else "failed",
+                f"{level}: failed {', '.join(failed)}" if failed else f"{level}: all checks passed",
+            )
+    return report
+
+
+@task(name="validate_skill", task_run_name="test {skill_dir} ({level})")
+def validate_skill(
+    skill_dir: str, level: str = "basic", timeout_s: float = DEFAULT_CHECK_TIMEOUT_S
+) -> TestReport:
+    """Prefect task: test a skill; the checks land in the results store under the current flow run.
+
+    No retries: a check that fails fails the same way again.
+    """
+    run_id = _current_flow_run_id()
+    return validate(
+        skill_dir, level, timeout_s=timeout_s, run_id=str(run_id) if run_id else None, trigger="prefect"
+    )
