@@ -42,9 +42,7 @@ def _summary(skill: GeneratedSkill) -> Table:
 
 def generate_command(
     ref: Annotated[str, typer.Argument(help="Model ref: local directory, packaged model, or Hub id.")],
-    target: Annotated[
-        str, typer.Option("--target", "-t", help="HARDWARE/RUNTIME[:PRECISION], e.g. cpu/onnxruntime")
-    ],
+    target: Annotated[str, typer.Option("--target", "-t", help="HARDWARE/RUNTIME[:PRECISION], e.g. cpu/onnxruntime")],
     out: Annotated[
         Path | None,
         typer.Option("--out", help="Folder to put the skill folder in (default $ACCEL_HOME/skills)."),
@@ -96,11 +94,7 @@ def templates_command(json_output: JsonFlag = False) -> None:
     console.print(table)
     layouts = {tuple((rt, tuple(hw)) for rt, hw in e.hardware.items()) for e in entries}
     if len(layouts) == 1:  # every template composes the same runtimes: say it once
-        console.print(
-            "runtimes: " + "; ".join(f"{rt} on {', '.join(hw)}" for rt, hw in entries[0].hardware.items())
-        )
+        console.print("runtimes: " + "; ".join(f"{rt} on {', '.join(hw)}" for rt, hw in entries[0].hardware.items()))
     else:
         for e in entries:
-            console.print(
-                f"{e.name}: " + "; ".join(f"{rt} on {', '.join(hw)}" for rt, hw in e.hardware.items())
-            )
+            console.print(f"{e.name}: " + "; ".join(f"{rt} on {', '.join(hw)}" for rt, hw in e.hardware.items()))

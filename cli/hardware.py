@@ -57,9 +57,7 @@ def _runtimes(profile: HardwareProfile) -> Table:
         table.add_column(column)
     for name, rt in profile.runtimes.items():
         runs = ", ".join(f"{hw} ({'/'.join(ps)})" for hw, ps in rt.precisions.items())
-        table.add_row(
-            name, rt.version or "-", runs or f"[dim]{rt.reason or 'nothing'}[/]", ", ".join(rt.devices)
-        )
+        table.add_row(name, rt.version or "-", runs or f"[dim]{rt.reason or 'nothing'}[/]", ", ".join(rt.devices))
     return table
 
 

@@ -8,6 +8,7 @@ import warnings
 import typer
 
 from accel import __version__
+from accel.cli.bench import bench_command, compare_command
 from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
 from accel.cli.models import models_app
@@ -46,6 +47,8 @@ app.command("targets")(targets)
 app.command("templates")(templates_command)
 app.command("generate")(generate_command)
 app.command("test")(test_command)
+app.command("bench")(bench_command)
+app.command("compare")(compare_command)
 app.add_typer(models_app, name="models")
 
 

@@ -45,9 +45,7 @@ def _describe(model: ResolvedModel) -> Table:
 
 @models_app.command("resolve")
 def resolve(
-    ref: Annotated[
-        str, typer.Argument(help="Local directory, packaged model, or Hugging Face Hub id[@revision].")
-    ],
+    ref: Annotated[str, typer.Argument(help="Local directory, packaged model, or Hugging Face Hub id[@revision].")],
     download: Annotated[
         bool,
         typer.Option("--download", help="Download from the Hub when the model is not in the local cache."),

@@ -13,9 +13,7 @@ from rich.console import Console
 console = Console()
 err_console = Console(stderr=True)
 
-JsonFlag = Annotated[
-    bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")
-]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of tables.")]
 
 
 def emit_json(payload: Any) -> None:

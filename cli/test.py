@@ -38,16 +38,12 @@ def _table(report: TestReport) -> Table:
 
 
 def test_command(
-    skill: Annotated[
-        str, typer.Argument(help="A skill directory, or a model ref (then --target is needed).")
-    ],
+    skill: Annotated[str, typer.Argument(help="A skill directory, or a model ref (then --target is needed).")],
     target: Annotated[
         str | None,
         typer.Option("--target", "-t", help="With a model ref: generate the skill for this target first."),
     ] = None,
-    level: Annotated[
-        str, typer.Option("--level", "-l", help=f"Which checks: {', '.join(LEVELS)}.")
-    ] = "basic",
+    level: Annotated[str, typer.Option("--level", "-l", help=f"Which checks: {', '.join(LEVELS)}.")] = "basic",
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds one check may take before it is an error.")
     ] = DEFAULT_CHECK_TIMEOUT_S,
@@ -72,9 +68,7 @@ def test_command(
                     f"{skill!r} is not a skill directory; to test a model, name a target: "
                     f"accel test {skill} --target cpu/onnxruntime"
                 )
-            path = generate(
-                skill, target, progress=lambda step, _: progress.update(task, description=step)
-            ).path
+            path = generate(skill, target, progress=lambda step, _: progress.update(task, description=step)).path
         report = validate(
             path,
             level,

@@ -26,9 +26,7 @@ def detect_cuda(torch: ModuleType | None, torch_reason: str | None) -> Accelerat
     if torch is None:
         return Accelerator(name="cuda", available=False, reason=torch_reason)
     if torch.version.cuda is None:
-        return Accelerator(
-            name="cuda", available=False, reason=f"torch {torch.__version__} is built without CUDA"
-        )
+        return Accelerator(name="cuda", available=False, reason=f"torch {torch.__version__} is built without CUDA")
     if not torch.cuda.is_available():
         return Accelerator(
             name="cuda",
@@ -36,9 +34,7 @@ def detect_cuda(torch: ModuleType | None, torch_reason: str | None) -> Accelerat
             version=torch.version.cuda,
             reason="no CUDA device visible (no NVIDIA driver, or CUDA_VISIBLE_DEVICES hides them)",
         )
-    return Accelerator(
-        name="cuda", available=True, version=torch.version.cuda, devices=_torch_gpu_devices(torch)
-    )
+    return Accelerator(name="cuda", available=True, version=torch.version.cuda, devices=_torch_gpu_devices(torch))
 
 
 def detect_rocm(torch: ModuleType | None, torch_reason: str | None) -> Accelerator:
@@ -62,9 +58,7 @@ def detect_mps(torch: ModuleType | None, torch_reason: str | None) -> Accelerato
             name="mps", available=False, reason="torch is built without MPS (Apple silicon with macOS only)"
         )
     if not torch.backends.mps.is_available():
-        return Accelerator(
-            name="mps", available=False, reason="MPS is built in but no Metal device is usable"
-        )
+        return Accelerator(name="mps", available=False, reason="MPS is built in but no Metal device is usable")
     return Accelerator(name="mps", available=True, devices=[Device(index=0, name="Apple GPU (MPS)")])
 
 
@@ -83,9 +77,7 @@ def detect_xpu(torch: ModuleType | None, torch_reason: str | None) -> Accelerato
     devices = []
     for index in range(xpu.device_count()):
         props = xpu.get_device_properties(index)
-        devices.append(
-            Device(index=index, name=props.name, memory_bytes=getattr(props, "total_memory", None))
-        )
+        devices.append(Device(index=index, name=props.name, memory_bytes=getattr(props, "total_memory", None)))
     return Accelerator(name="xpu", available=True, devices=devices)
 
 
@@ -120,7 +112,5 @@ def detect_nvml() -> Accelerator:
     finally:
         pynvml.nvmlShutdown()
     if not devices:
-        return Accelerator(
-            name="nvml", available=False, version=driver, reason="the NVIDIA driver sees no GPU"
-        )
+        return Accelerator(name="nvml", available=False, version=driver, reason="the NVIDIA driver sees no GPU")
     return Accelerator(name="nvml", available=True, version=driver, devices=devices)

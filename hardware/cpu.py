@@ -118,6 +118,4 @@ def _cgroup_memory_limit() -> int | None:
 
 def detect_memory() -> MemoryInfo:
     vm = psutil.virtual_memory()
-    return MemoryInfo(
-        total_bytes=vm.total, available_bytes=vm.available, cgroup_limit_bytes=_cgroup_memory_limit()
-    )
+    return MemoryInfo(total_bytes=vm.total, available_bytes=vm.available, cgroup_limit_bytes=_cgroup_memory_limit())

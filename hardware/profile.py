@@ -65,8 +65,7 @@ class RuntimeInfo(BaseModel):
     reason: str | None = Field(None, description="Why it is unusable, when it is.")
     devices: list[str] = Field(
         default_factory=list,
-        description="What the runtime itself reports: torch device types, ORT execution providers, "
-        "OpenVINO devices.",
+        description="What the runtime itself reports: torch device types, ORT execution providers, OpenVINO devices.",
     )
     hardware: list[str] = Field(
         default_factory=list, description="The accel hardware kinds this runtime can run on here."
@@ -76,8 +75,7 @@ class RuntimeInfo(BaseModel):
     )
     unavailable: dict[str, str] = Field(
         default_factory=dict,
-        description="Per hardware kind accel supports for this runtime but this "
-        "machine cannot run, the reason.",
+        description="Per hardware kind accel supports for this runtime but this machine cannot run, the reason.",
     )
 
 

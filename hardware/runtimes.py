@@ -8,9 +8,7 @@ from accel.hardware.profile import Accelerator, RuntimeInfo
 from accel.hardware.targets import SUPPORTED_PRECISIONS
 
 
-def _runtime(
-    name: str, version: str | None, devices: list[str], found: dict[str, list[str] | str]
-) -> RuntimeInfo:
+def _runtime(name: str, version: str | None, devices: list[str], found: dict[str, list[str] | str]) -> RuntimeInfo:
     """Build the RuntimeInfo from, per hardware kind, the precisions found or the reason it is absent.
 
     Only the precisions accel also supports are kept; every hardware accel supports for this runtime
@@ -45,9 +43,7 @@ def import_failure(name: str, err: BaseException) -> str:
     return f"{name} is installed but failed to import: {type(err).__name__}: {err}"
 
 
-def detect_torch(
-    torch: ModuleType | None, reason: str | None, accelerators: dict[str, Accelerator]
-) -> RuntimeInfo:
+def detect_torch(torch: ModuleType | None, reason: str | None, accelerators: dict[str, Accelerator]) -> RuntimeInfo:
     if torch is None:
         return RuntimeInfo(name="torch", installed=False, reason=reason)
     found: dict[str, list[str] | str] = {"cpu": ["fp32", "bf16"]}

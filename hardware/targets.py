@@ -173,8 +173,7 @@ def target_status(target: Target, profile: HardwareProfile) -> TargetStatus:
         reason = runtime.unavailable.get(target.hardware, f"{target.runtime} cannot run on {target.hardware}")
     elif target.precision not in runtime.precisions[target.hardware]:
         reason = (
-            f"{target.runtime} on this {target.hardware} runs only "
-            f"{', '.join(runtime.precisions[target.hardware])}"
+            f"{target.runtime} on this {target.hardware} runs only {', '.join(runtime.precisions[target.hardware])}"
         )
     return TargetStatus(
         target=str(target),

@@ -3,6 +3,7 @@
 Imports nothing else of accel: callers pass the file path (`Settings.results_path`).
 """
 
+from accel.storage.compare import PointComparison, compare_runs
 from accel.storage.connection import StoreBusyError
 from accel.storage.migrations import MIGRATIONS, migrate, schema_version
 from accel.storage.records import (
@@ -12,18 +13,27 @@ from accel.storage.records import (
     RunRecord,
     SkillRecord,
 )
+from accel.storage.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Change, Summary, compare_samples, summarize
 from accel.storage.store import TABLES, ResultsStore
 
 __all__ = [
+    "DEFAULT_ALPHA",
+    "DEFAULT_THRESHOLD",
     "MIGRATIONS",
     "TABLES",
+    "Change",
     "CheckRecord",
     "EnvironmentRecord",
     "MeasurementRecord",
+    "PointComparison",
     "ResultsStore",
     "RunRecord",
     "SkillRecord",
     "StoreBusyError",
+    "Summary",
+    "compare_runs",
+    "compare_samples",
     "migrate",
     "schema_version",
+    "summarize",
 ]

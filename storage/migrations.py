@@ -106,6 +106,20 @@ CREATE TABLE measurements (
 );
 """,
     ),
+    (
+        2,
+        "benchmark rigour: variation, threads, machine load, noise flag, peak FLOP/s, details",
+        """
+ALTER TABLE measurements ADD COLUMN cv DOUBLE;               -- std / mean of the samples
+ALTER TABLE measurements ADD COLUMN threads INTEGER;         -- intra-op threads the runtime used
+ALTER TABLE measurements ADD COLUMN warmup INTEGER;          -- untimed calls before measuring
+ALTER TABLE measurements ADD COLUMN load_before DOUBLE;      -- 1-minute load average before the point
+ALTER TABLE measurements ADD COLUMN load_after DOUBLE;       -- ... and after it
+ALTER TABLE measurements ADD COLUMN noisy BOOLEAN;           -- the figure cannot be trusted
+ALTER TABLE measurements ADD COLUMN peak_flops DOUBLE;       -- measured peak FLOP/s of the device
+ALTER TABLE measurements ADD COLUMN details JSON;            -- shapes, noise reasons, timings
+""",
+    ),
 ]
 
 

@@ -119,3 +119,12 @@ class MeasurementRecord(BaseModel):
     mfu: float | None = None
     error: str | None = None
     recorded_at: datetime = Field(default_factory=utcnow)
+    # added by migration 2, appended to the table in this order
+    cv: float | None = None
+    threads: int | None = None
+    warmup: int | None = None
+    load_before: float | None = None
+    load_after: float | None = None
+    noisy: bool | None = None
+    peak_flops: float | None = None
+    details: dict[str, Any] = Field(default_factory=dict)

@@ -47,9 +47,7 @@ class Table:
         marks = ", ".join("?" for _ in self.columns)
         keys = ", ".join(f'"{k}"' for k in self.keys)
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in self.columns if c not in self.keys)
-        return (
-            f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO UPDATE SET {updates}"
-        )
+        return f"INSERT INTO {self.name} ({cols}) VALUES ({marks}) ON CONFLICT ({keys}) DO UPDATE SET {updates}"
 
     def to_row(self, record: BaseModel) -> list[Any]:
         return [
@@ -74,7 +72,12 @@ ENVIRONMENTS = Table(
 RUNS = Table("runs", RunRecord, ("run_id",), frozenset({"params"}))
 SKILLS = Table("skills", SkillRecord, ("skill_id",), frozenset({"manifest"}))
 CHECKS = Table("checks", CheckRecord, ("run_id", "skill_id", "check"), frozenset({"details"}))
-MEASUREMENTS = Table("measurements", MeasurementRecord, ("run_id", "skill_id", "scenario", "batch", "seq"))
+MEASUREMENTS = Table(
+    "measurements",
+    MeasurementRecord,
+    ("run_id", "skill_id", "scenario", "batch", "seq"),
+    frozenset({"details"}),
+)
 TABLES = (ENVIRONMENTS, RUNS, SKILLS, CHECKS, MEASUREMENTS)
 
 
@@ -112,9 +115,7 @@ class ResultsStore:
 
         def update(con: duckdb.DuckDBPyConnection) -> None:
             if (
-                con.execute(
-                    sql + " RETURNING run_id", [status, message, finished_at or utcnow(), run_id]
-                ).fetchone()
+                con.execute(sql + " RETURNING run_id", [status, message, finished_at or utcnow(), run_id]).fetchone()
                 is None
             ):
                 raise KeyError(f"no run {run_id!r} in {self.path}")
@@ -157,9 +158,7 @@ class ResultsStore:
         found = self._select(RUNS, {"run_id": run_id}, "started_at")
         return found[0] if found else None
 
-    def list_runs(
-        self, kind: str | None = None, status: str | None = None, limit: int = 100
-    ) -> list[RunRecord]:
+    def list_runs(self, kind: str | None = None, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         return self._select(RUNS, {"kind": kind, "status": status}, "started_at DESC NULLS LAST", limit)
 
     def get_skill(self, skill_id: str) -> SkillRecord | None:
@@ -173,9 +172,17 @@ class ResultsStore:
         return self._select(CHECKS, {"run_id": run_id, "skill_id": skill_id}, 'recorded_at, "check"')
 
     def measurements(self, run_id: str | None = None, skill_id: str | None = None) -> list[MeasurementRecord]:
-        return self._select(
-            MEASUREMENTS, {"run_id": run_id, "skill_id": skill_id}, "skill_id, scenario, batch, seq"
-        )
+        return self._select(MEASUREMENTS, {"run_id": run_id, "skill_id": skill_id}, "skill_id, scenario, batch, seq")
+
+    def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a SQL query as dicts (for aggregate reads; writes go through the record_* methods)."""
+
+        def read(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+            cursor = con.execute(sql, params or [])
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+        return run_transaction(self.path, read, self.timeout_s)
 
     def count(self, table: str) -> int:
         if table not in {t.name for t in TABLES}:

@@ -45,9 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("start", check=name)
         missing = [need for need in NEEDS.get(name, ()) if outcome.get(need) != "passed"]
         if missing:
-            result = CheckResult(
-                check=name, status="skipped", message=f"needs {', '.join(missing)} to pass first"
-            )
+            result = CheckResult(check=name, status="skipped", message=f"needs {', '.join(missing)} to pass first")
         else:
             result = run_check(name, ctx)
         outcome[name] = result.status

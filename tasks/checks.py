@@ -85,9 +85,7 @@ class Context:
         if seq is None:
             return None, None
         default, low, high = seq["default"], seq["min"], seq["max"] or seq["default"] + 64
-        candidates = [
-            n for n in (default // 2, default + 5, default - 3, default + 1, low) if low <= n <= high
-        ]
+        candidates = [n for n in (default // 2, default + 5, default - 3, default + 1, low) if low <= n <= high]
         first = next(n for n in candidates if n != default)
         second = next((n for n in candidates if n not in (default, first)), first)
         return first, second
@@ -155,20 +153,14 @@ def check_forward_shapes(ctx: Context) -> dict[str, Any]:
         outputs = ctx.skill(inputs)
         ctx.outputs.append((inputs, outputs))
         if set(outputs) != set(expected_outputs):
-            raise Verdict(
-                "failed", f"batch {batch}: outputs {sorted(outputs)}, expected {sorted(expected_outputs)}"
-            )
+            raise Verdict("failed", f"batch {batch}: outputs {sorted(outputs)}, expected {sorted(expected_outputs)}")
         for name, spec in expected_outputs.items():
             want = _expected_shape(spec["shape"], batch, seq)
             got = list(np.shape(outputs[name]))
-            if len(got) != len(want) or any(
-                w is not None and g != w for g, w in zip(got, want, strict=False)
-            ):
+            if len(got) != len(want) or any(w is not None and g != w for g, w in zip(got, want, strict=False)):
                 raise Verdict("failed", f"batch {batch}, seq {seq}: {name} has shape {got}, expected {want}")
             if np.asarray(outputs[name]).dtype.kind != np.dtype(spec["dtype"]).kind:
-                raise Verdict(
-                    "failed", f"{name} is {np.asarray(outputs[name]).dtype}, expected {spec['dtype']}"
-                )
+                raise Verdict("failed", f"{name} is {np.asarray(outputs[name]).dtype}, expected {spec['dtype']}")
         seen.append({"batch": batch, "seq": seq})
     return {"message": f"output names, shapes and dtypes right for {seen}", "details": {"shapes": seen}}
 
@@ -199,8 +191,7 @@ def check_parity(ctx: Context) -> dict[str, Any]:
         # Non-finite values are the `finite` check's: compare the rest.
         expected = ctx.reference(inputs)
         masked = {
-            k: np.where(np.isnan(actual[k]), expected[k], actual[k]) if k in expected else v
-            for k, v in actual.items()
+            k: np.where(np.isnan(actual[k]), expected[k], actual[k]) if k in expected else v for k, v in actual.items()
         }
         comparison = compare_outputs(masked, expected, tol)
         if worst is None or comparison.max_abs_diff > worst.max_abs_diff or not comparison.passed:
@@ -307,8 +298,7 @@ def check_padding_invariance(ctx: Context) -> dict[str, Any]:
             tolerance=tol.atol,
         )
     return {
-        "message": f"{extra} padding positions leave the real tokens' outputs unchanged (max |diff| "
-        f"{diff:.3g})",
+        "message": f"{extra} padding positions leave the real tokens' outputs unchanged (max |diff| {diff:.3g})",
         "max_abs_diff": diff,
         "tolerance": tol.atol,
     }
@@ -328,9 +318,7 @@ def check_generation_parity(ctx: Context) -> dict[str, Any]:
     trusted._reference = ctx.reference_module()
     want = np.asarray(trusted.reference_generate(prompt, steps))
     if got.shape != want.shape or not (got == want).all():
-        raise Verdict(
-            "failed", f"greedy tokens {got.tolist()} differ from transformers' generate {want.tolist()}"
-        )
+        raise Verdict("failed", f"greedy tokens {got.tolist()} differ from transformers' generate {want.tolist()}")
     return {
         "message": f"{want.shape[1]} greedy tokens equal transformers' generate",
         "details": {"tokens": want.tolist()},
@@ -368,9 +356,7 @@ def check_real_input(ctx: Context) -> dict[str, Any]:
     raw = real_data(ctx.family, rate)
     inputs = ctx.skill.preprocess(raw)
     if set(inputs) != set(ctx.pristine.INPUTS):
-        raise Verdict(
-            "failed", f"preprocess gave {sorted(inputs)}, the model takes {sorted(ctx.pristine.INPUTS)}"
-        )
+        raise Verdict("failed", f"preprocess gave {sorted(inputs)}, the model takes {sorted(ctx.pristine.INPUTS)}")
     outputs = ctx.skill(inputs)
     batch = len(next(iter(inputs.values())))
     if set(outputs) != set(ctx.manifest["outputs"]) or any(len(v) != batch for v in outputs.values()):
@@ -400,9 +386,7 @@ def check_bad_input(ctx: Context) -> dict[str, Any]:
     seq = ctx.lengths()[0]
     inputs = ctx.inputs(1, seq, 71)
     said = {
-        "empty batch": _expect_value_error(
-            lambda: ctx.skill({k: v[:0] for k, v in inputs.items()}), "an empty batch"
-        )
+        "empty batch": _expect_value_error(lambda: ctx.skill({k: v[:0] for k, v in inputs.items()}), "an empty batch")
     }
     limit = ctx.pristine.DIMS.get("seq", {}).get("max") if ctx.pristine.DIMS.get("seq") else None
     if limit is not None:
@@ -411,9 +395,7 @@ def check_bad_input(ctx: Context) -> dict[str, Any]:
             for axis, dim in enumerate(spec["shape"]):
                 if dim in ("seq", "decoder_seq"):
                     long[name] = np.concatenate([long[name], np.take(long[name], [0], axis=axis)], axis=axis)
-        said["too long"] = _expect_value_error(
-            lambda: ctx.skill(long), f"a sequence of {limit + 1} > {limit}"
-        )
+        said["too long"] = _expect_value_error(lambda: ctx.skill(long), f"a sequence of {limit + 1} > {limit}")
     backend = weakref.ref(ctx.skill._backend)
     ctx.skill.close()
     gc.collect()
@@ -427,8 +409,7 @@ def check_bad_input(ctx: Context) -> dict[str, Any]:
         raise Verdict("failed", "a closed skill still answered a call")
     ctx.skill.load()
     return {
-        "message": "; ".join(f"{k}: refused ({v[:80]})" for k, v in said.items())
-        + "; close() released the runtime",
+        "message": "; ".join(f"{k}: refused ({v[:80]})" for k, v in said.items()) + "; close() released the runtime",
         "details": said,
     }
 

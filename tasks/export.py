@@ -87,9 +87,7 @@ def export(
 
     tensors = _tensors(example, device, getattr(torch, dtype))
     axes = dynamic_axes(inputs)
-    shapes = {
-        name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()
-    }  # torch.export
+    shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}  # torch.export
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; failures still raise
         try:

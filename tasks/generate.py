@@ -228,8 +228,7 @@ def _build(
         )
         return _manifest(model, target, template, iface, skill_id, facts, validation, attempts)
     raise GenerationError(
-        f"could not generate {model.ref} for {target}: "
-        + " | ".join(f"{a.exporter}: {a.error}" for a in attempts)
+        f"could not generate {model.ref} for {target}: " + " | ".join(f"{a.exporter}: {a.error}" for a in attempts)
     )
 
 
@@ -352,9 +351,7 @@ def generate(
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     progress("done", 1.0)
-    return GeneratedSkill(
-        skill_id=skill_id, path=final, reused=False, manifest=manifest, seconds=manifest["seconds"]
-    )
+    return GeneratedSkill(skill_id=skill_id, path=final, reused=False, manifest=manifest, seconds=manifest["seconds"])
 
 
 def skill_record(skill: GeneratedSkill) -> SkillRecord:
@@ -415,9 +412,7 @@ def template_catalogue() -> list[TemplateEntry]:
     runnable = [t for t in all_targets() if target_status(t, profile).available]
     entries = []
     for info in templates.catalogue().values():
-        hardware = {
-            rt: sorted({t.hardware for t in all_targets() if t.runtime == rt}) for rt in info.runtimes
-        }
+        hardware = {rt: sorted({t.hardware for t in all_targets() if t.runtime == rt}) for rt in info.runtimes}
         entries.append(
             TemplateEntry(
                 name=info.name,

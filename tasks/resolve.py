@@ -140,12 +140,7 @@ def _locate(ref: str, allow_download: bool) -> tuple[Path, Source, str | None, s
         raise ModelRefError(f"model directory {ref!r} does not exist: {ACCEPTED_REFS}")
 
     repo_id, _, revision = ref.partition("@")
-    if (
-        not _HUB_ID.match(repo_id)
-        or "--" in repo_id
-        or ".." in repo_id
-        or (revision and not _REVISION.match(revision))
-    ):
+    if not _HUB_ID.match(repo_id) or "--" in repo_id or ".." in repo_id or (revision and not _REVISION.match(revision)):
         raise ModelRefError(f"{ref!r} is neither an existing directory nor a Hub id: {ACCEPTED_REFS}")
     revision = revision or None
 
@@ -193,8 +188,7 @@ def resolve_model(
     path, source, repo_id, hub_revision, origin = _locate(ref, allow_download)
     if not (path / "config.json").is_file():
         raise ModelRefError(
-            f"{ref!r} ({path}) has no config.json, so it is not a transformers model "
-            f"directory: {ACCEPTED_REFS}"
+            f"{ref!r} ({path}) has no config.json, so it is not a transformers model directory: {ACCEPTED_REFS}"
         )
     config = load_config(path, trust_remote_code=trust_remote_code)
     info: FamilyInfo = detect_family(config)

@@ -41,9 +41,7 @@ class Comparison(BaseModel):
     message: str
 
 
-def compare_outputs(
-    actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], tolerance: Tolerance
-) -> Comparison:
+def compare_outputs(actual: dict[str, np.ndarray], expected: dict[str, np.ndarray], tolerance: Tolerance) -> Comparison:
     """Compare every output by name: same names, same shapes, finite, and within tolerance."""
     problems: list[str] = []
     if set(actual) != set(expected):

@@ -163,7 +163,7 @@ def run_checks(
     return [results[name] for name in checks]
 
 
-def _current_flow_run_id() -> str | None:
+def current_flow_run_id() -> str | None:
     from prefect.runtime import flow_run
 
     return flow_run.id
@@ -195,9 +195,7 @@ def validate(
     run_id = run_id or str(uuid.uuid4())
     if store is not None:
         record_skill(
-            GeneratedSkill(
-                skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest
-            ),
+            GeneratedSkill(skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest),
             store,
         )
         if own_run:
@@ -255,14 +253,10 @@ def validate(
 
 
 @task(name="validate_skill", task_run_name="test {skill_dir} ({level})")
-def validate_skill(
-    skill_dir: str, level: str = "basic", timeout_s: float = DEFAULT_CHECK_TIMEOUT_S
-) -> TestReport:
+def validate_skill(skill_dir: str, level: str = "basic", timeout_s: float = DEFAULT_CHECK_TIMEOUT_S) -> TestReport:
     """Prefect task: test a skill; the checks land in the results store under the current flow run.
 
     No retries: a check that fails fails the same way again.
     """
-    run_id = _current_flow_run_id()
-    return validate(
-        skill_dir, level, timeout_s=timeout_s, run_id=str(run_id) if run_id else None, trigger="prefect"
-    )
+    run_id = current_flow_run_id()
+    return validate(skill_dir, level, timeout_s=timeout_s, run_id=str(run_id) if run_id else None, trigger="prefect")

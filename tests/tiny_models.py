@@ -46,11 +46,7 @@ def _bpe_vocab(specials: list[str], space: str = "Ġ") -> tuple[dict[str, int], 
     symbols are the 256 byte characters), "▁" for SentencePiece-style BPE (Llama, symbols are characters).
     """
     vocab = {token: i for i, token in enumerate(specials)}
-    symbols = (
-        _byte_alphabet()
-        if space == "Ġ"
-        else [space, *string.ascii_letters, *string.digits, *string.punctuation]
-    )
+    symbols = _byte_alphabet() if space == "Ġ" else [space, *string.ascii_letters, *string.digits, *string.punctuation]
     for symbol in symbols:
         vocab.setdefault(symbol, len(vocab))
     merges: list[tuple[str, str]] = []
@@ -119,9 +115,7 @@ def build_gpt2(path: Path) -> None:
     )
     _save(GPT2LMHeadModel(cfg), path)
     vocab, merges = _bpe_vocab(["<|endoftext|>"])
-    GPT2Tokenizer(
-        vocab=vocab, merges=merges, model_max_length=128, pad_token="<|endoftext|>"
-    ).save_pretrained(path)
+    GPT2Tokenizer(vocab=vocab, merges=merges, model_max_length=128, pad_token="<|endoftext|>").save_pretrained(path)
 
 
 def build_llama(path: Path) -> None:
@@ -259,9 +253,9 @@ def build_whisper(path: Path) -> None:
     model.generation_config.no_timestamps_token_id = vocab["<|notimestamps|>"]
     _save(model, path)
     tokenizer = WhisperTokenizer(vocab=vocab, merges=merges, model_max_length=64)
-    WhisperProcessor(
-        feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer
-    ).save_pretrained(path)
+    WhisperProcessor(feature_extractor=WhisperFeatureExtractor(feature_size=80), tokenizer=tokenizer).save_pretrained(
+        path
+    )
 
 
 def build_clip(path: Path) -> None:

@@ -84,9 +84,7 @@ def _parse(path: Path) -> TemplateInfo | None:
         family=fields["family"],
         version=fields["version"],
         tasks=tuple(t.strip() for t in fields["tasks"].split(",") if t.strip()),
-        runtimes=tuple(r.strip() for r in fields["runtimes"].split(","))
-        if "runtimes" in fields
-        else runtimes(),
+        runtimes=tuple(r.strip() for r in fields["runtimes"].split(",")) if "runtimes" in fields else runtimes(),
         path=path,
     )
 

@@ -47,9 +47,7 @@ def test_targets_all_lists_unavailable_ones_with_reasons(capsys):
 
 @pytest.mark.parametrize("name", ["bert", "whisper"])
 def test_models_resolve_json(capsys, tiny_models, name):
-    code, out, _ = accel(
-        capsys, "models", "resolve", str(tiny_models[name]), "--json", "-t", "cpu/onnxruntime"
-    )
+    code, out, _ = accel(capsys, "models", "resolve", str(tiny_models[name]), "--json", "-t", "cpu/onnxruntime")
     doc = json.loads(out)
     assert code == 0
     assert (doc["family"], doc["task"]) == (TINY_MODELS[name].family, TINY_MODELS[name].task)

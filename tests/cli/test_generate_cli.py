@@ -41,9 +41,7 @@ def test_generate_refuses_bad_targets_with_exit_2(capsys, tiny_models, tmp_path)
         ("mps/torch", "cannot run on this machine"),
         ("cpu/torch:fp16", "supported: fp32, bf16"),
     ):
-        code, out, err = accel(
-            capsys, "generate", str(tiny_models["bert"]), "-t", target, "--out", str(tmp_path)
-        )
+        code, out, err = accel(capsys, "generate", str(tiny_models["bert"]), "-t", target, "--out", str(tmp_path))
         assert code == 2 and out == "" and says in err and err.count("\n") == 1
 
 

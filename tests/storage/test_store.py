@@ -59,8 +59,7 @@ def test_every_table_matches_its_record_model(store):
             columns = [
                 r[0]
                 for r in con.execute(
-                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? "
-                    "ORDER BY ordinal_position",
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
                     [table.name],
                 ).fetchall()
             ]
@@ -132,9 +131,7 @@ def test_records_round_trip_with_their_json_and_list_fields(store):
 
 def test_the_same_environment_is_one_row(store):
     a = EnvironmentRecord(host="box", libraries={"torch": "2.13.0"})
-    b = EnvironmentRecord(
-        host="box", libraries={"torch": "2.13.0"}, recorded_at=datetime(2020, 1, 1, tzinfo=UTC)
-    )
+    b = EnvironmentRecord(host="box", libraries={"torch": "2.13.0"}, recorded_at=datetime(2020, 1, 1, tzinfo=UTC))
     c = EnvironmentRecord(host="box", libraries={"torch": "2.14.0"})
     assert a.environment_id == b.environment_id != c.environment_id
     for env in (a, b, c):

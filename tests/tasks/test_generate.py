@@ -50,9 +50,7 @@ def test_the_skill_generates_with_a_complete_manifest(tiny_skill, name, target):
 
 
 @pytest.mark.parametrize(("name", "target"), CASES)
-def test_skill_py_runs_standalone_where_accel_cannot_be_imported(
-    tiny_skill, python_without_accel, name, target
-):
+def test_skill_py_runs_standalone_where_accel_cannot_be_imported(tiny_skill, python_without_accel, name, target):
     skill = tiny_skill(name, target)
     result = subprocess.run(
         [str(python_without_accel), "-I", "skill.py"],

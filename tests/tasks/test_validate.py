@@ -40,9 +40,7 @@ def test_every_tiny_model_passes_comprehensive(tiny_skill, name, target):
         )
     )
     family = TINY_MODELS[name].family
-    assert (ran["padding_invariance"] == "passed") == (
-        family in ("text-encoder", "text-generation", "text2text")
-    )
+    assert (ran["padding_invariance"] == "passed") == (family in ("text-encoder", "text-generation", "text2text"))
     generative = family in ("text-generation", "text2text") or name == "whisper"
     assert (ran["generation_parity"] == "passed") == generative
 

@@ -1,0 +1,170 @@
+"""`accel bench` and `accel compare`: measure skills, and judge one run against another."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from accel.cli.output import JsonFlag, console, emit_json, err_console, human_bytes
+from accel.settings import get_settings
+from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ResultsStore, compare_runs
+from accel.tasks.benchmark import BenchConfig, BenchReport, benchmark
+from accel.tasks.errors import SkillDirError
+from accel.tasks.generate import generate
+
+_VERDICT_STYLE = {"improved": "green", "regressed": "bold red", "unchanged": "dim", "inconclusive": "yellow"}
+
+
+def _ints(text: str | None, what: str) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise SkillDirError(f"{what} must be comma-separated whole numbers, e.g. 1,8,32; got {text!r}") from None
+    if not values or min(values) < 1:
+        raise SkillDirError(f"{what} must be whole numbers of at least 1; got {text!r}")
+    return values
+
+
+def _table(report: BenchReport) -> Table:
+    table = Table(title=f"{report.target} · skill {report.skill_id} · run {report.run_id}", title_justify="left")
+    for column in (
+        "scenario",
+        "batch",
+        "seq",
+        "status",
+        "p50 ms",
+        "p90 ms",
+        "cv",
+        "samples/s",
+        "tokens/s",
+        "MFU",
+        "peak RSS",
+        "note",
+    ):
+        table.add_column(column, overflow="fold")
+    for m in report.measurements:
+        if m.status != "ok":
+            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 7, m.error or "")
+            continue
+        note = "noisy: " + "; ".join(m.details.get("noise", [])) if m.noisy else ""
+        if m.prefill_ms is not None:
+            note = f"prefill {m.prefill_ms:.2f} ms, decode {m.decode_ms_per_token or 0:.2f} ms/token. " + note
+        table.add_row(
+            m.scenario,
+            str(m.batch),
+            str(m.seq),
+            "ok",
+            f"{m.p50_ms:.3f}",
+            f"{m.p90_ms:.3f}",
+            f"{m.cv:.1%}",
+            f"{m.samples_per_s:.1f}",
+            f"{m.tokens_per_s:.0f}" if m.tokens_per_s else "",
+            f"{m.mfu:.2%}" if m.mfu is not None else "",
+            human_bytes(m.peak_rss_bytes),
+            note,
+        )
+    return table
+
+
+def bench_command(
+    skill: Annotated[str, typer.Argument(help="A skill directory, or a model ref (then --target is needed).")],
+    target: Annotated[str | None, typer.Option("--target", "-t", help="With a model ref: its target.")] = None,
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
+    seq: Annotated[
+        str | None,
+        typer.Option("--seq", help="Sequence lengths (tokens; frames for speech), comma-separated."),
+    ] = None,
+    scenario: Annotated[
+        str | None, typer.Option("--scenario", help="forward, generate (default: both where it generates).")
+    ] = None,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed calls first.")] = 3,
+    min_iters: Annotated[int, typer.Option("--min-iters", min=1, help="At least this many timed calls.")] = 10,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="... and at least this long.")] = 2.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.01, help="At most this long.")] = 60.0,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op threads.")] = None,
+    json_output: JsonFlag = False,
+) -> None:
+    """Benchmark a skill over a batch x sequence matrix; every point measured in a fresh process."""
+    config = BenchConfig(
+        batches=_ints(batch, "--batch"),
+        seqs=_ints(seq, "--seq") or [None],
+        scenarios=[s.strip() for s in scenario.split(",")] if scenario else None,
+        warmup=warmup,
+        min_iters=min_iters,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        threads=threads,
+    )
+    path = Path(skill).expanduser()
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+        disable=json_output or not err_console.is_terminal,
+    ) as progress:
+        task = progress.add_task("benchmark", total=1.0)
+
+        def update(step: str, done: float) -> None:
+            progress.update(task, description=step, completed=done)
+
+        if not (path / "manifest.json").is_file():
+            if target is None:
+                raise SkillDirError(
+                    f"{skill!r} is not a skill directory; to benchmark a model, name a target: "
+                    f"accel bench {skill} --target cpu/onnxruntime"
+                )
+            path = generate(skill, target, progress=update).path
+        report = benchmark(path, config, progress=update)
+    if json_output:
+        emit_json(report.model_dump(mode="json"))
+    else:
+        console.print(_table(report))
+    if any(m.status != "ok" for m in report.measurements):
+        raise typer.Exit(1)
+
+
+def compare_command(
+    old_run: Annotated[str, typer.Argument(help="The baseline run id.")],
+    new_run: Annotated[str, typer.Argument(help="The run to judge.")],
+    threshold: Annotated[
+        float, typer.Option("--threshold", min=0, help="Smallest change of the median that counts.")
+    ] = DEFAULT_THRESHOLD,
+    alpha: Annotated[
+        float, typer.Option("--alpha", min=0, max=1, help="Significance level of the Mann-Whitney U test.")
+    ] = DEFAULT_ALPHA,
+    json_output: JsonFlag = False,
+) -> None:
+    """Compare two runs point by point; exit 1 when anything regressed."""
+    settings = get_settings()
+    try:
+        rows = compare_runs(
+            ResultsStore(settings.results_path, settings.db_timeout_s),
+            old_run,
+            new_run,
+            threshold=threshold,
+            alpha=alpha,
+        )
+    except KeyError as err:
+        raise SkillDirError(str(err.args[0])) from None
+    if json_output:
+        emit_json([r.model_dump() for r in rows])
+    else:
+        table = Table(title=f"{old_run} -> {new_run}", title_justify="left")
+        for column in ("model", "target", "scenario", "batch", "seq", "p50 ms", "verdict", "why"):
+            table.add_column(column, overflow="fold")
+        for r in rows:
+            p50 = f"{r.old_p50_ms or 0:.3f} -> {r.new_p50_ms or 0:.3f}"
+            verdict = f"[{_VERDICT_STYLE[r.change.verdict]}]{r.change.verdict}[/]" + (" (noisy)" if r.noisy else "")
+            table.add_row(r.model_ref, r.target, r.scenario, str(r.batch), str(r.seq), p50, verdict, r.change.reason)
+        console.print(table)
+    if any(r.change.verdict == "regressed" for r in rows):
+        raise typer.Exit(1)
