@@ -56,9 +56,11 @@ class Table:
         ]
 
     def from_row(self, names: Sequence[str], row: Sequence[Any]) -> BaseModel:
+        # NULL means "not recorded": the field's default applies (an empty list or dict, or None).
         values = {
-            name: json.loads(value) if name in self.json_columns and value is not None else value
+            name: json.loads(value) if name in self.json_columns else value
             for name, value in zip(names, row, strict=True)
+            if value is not None
         }
         return self.record.model_validate(values)
 

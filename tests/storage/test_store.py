@@ -195,3 +195,26 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path):
         assert sorted(m.p50_ms for m in store.measurements(f"run-{w}")) == [float(i) for i in range(50)]
     _write_from_four_processes(path)  # the same writes again, all four at once
     assert store.count("measurements") == 200
+
+
+def test_a_store_at_an_older_schema_is_migrated_keeping_its_rows(tmp_path):
+    from accel.storage.connection import run_transaction
+
+    path = tmp_path / "old.duckdb"
+
+    def version_one(con):
+        con.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, "
+            "applied_at TIMESTAMPTZ NOT NULL)"
+        )
+        con.execute(MIGRATIONS[0][2])
+        con.execute("INSERT INTO schema_migrations VALUES (1, 'initial schema', now())")
+        con.execute(
+            "INSERT INTO measurements (run_id, skill_id, scenario, batch, seq, status, p50_ms, recorded_at) "
+            "VALUES ('r', 's', 'forward', 1, 8, 'ok', 2.5, now())"
+        )
+
+    run_transaction(path, version_one, 30)
+    assert migrate(path) == [v for v, _, _ in MIGRATIONS[1:]]
+    row = ResultsStore(path).measurements("r")[0]
+    assert row.p50_ms == 2.5 and row.cv is None and row.details == {}

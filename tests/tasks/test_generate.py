@@ -7,6 +7,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -49,16 +50,28 @@ def test_the_skill_generates_with_a_complete_manifest(tiny_skill, name, target):
         assert manifest["validation"]["generation_tokens_equal"] is True
 
 
+@pytest.fixture(scope="module")
+def standalone_runs(tiny_skill, python_without_accel):
+    """`python -I skill.py` for every case, two at a time (each is a process that mostly waits on imports)."""
+
+    def run(case):
+        return subprocess.run(
+            [str(python_without_accel), "-I", "skill.py"],
+            cwd=tiny_skill(*case).path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    for case in CASES:  # generate in this thread first; then only the runs overlap
+        tiny_skill(*case)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(zip(CASES, pool.map(run, CASES), strict=True))
+
+
 @pytest.mark.parametrize(("name", "target"), CASES)
-def test_skill_py_runs_standalone_where_accel_cannot_be_imported(tiny_skill, python_without_accel, name, target):
-    skill = tiny_skill(name, target)
-    result = subprocess.run(
-        [str(python_without_accel), "-I", "skill.py"],
-        cwd=skill.path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_skill_py_runs_standalone_where_accel_cannot_be_imported(standalone_runs, name, target):
+    result = standalone_runs[name, target]
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"on {target}" in result.stdout and "output " in result.stdout
 
