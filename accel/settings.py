@@ -18,6 +18,7 @@ class Settings(BaseSettings):
         description="Where results go: a DuckDB file path, or an http(s) URL of the accel API "
         "(remote workers). Default: $ACCEL_HOME/results.duckdb.",
     )
+    skills: Path | None = Field(None, description="Where generated skills go (default $ACCEL_HOME/skills).")
     api_key: SecretStr | None = Field(None, description="API key clients send to the accel API.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
@@ -42,7 +43,7 @@ class Settings(BaseSettings):
 
     @property
     def skills_dir(self) -> Path:
-        return self.home / "skills"
+        return self.skills.expanduser().resolve() if self.skills else self.home / "skills"
 
     @property
     def cache_dir(self) -> Path:
@@ -57,3 +58,14 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process's settings, read from the environment on first use."""
     return Settings()
+
+
+def project_root() -> Path | None:
+    """The checkout holding prefect.yaml and nightly.yaml: $ACCEL_PROJECT_DIR, else the folder above this
+    package when accel runs from a checkout (an editable install); None for a plain wheel install."""
+    import os
+
+    if os.environ.get("ACCEL_PROJECT_DIR"):
+        return Path(os.environ["ACCEL_PROJECT_DIR"]).expanduser().resolve()
+    candidate = Path(__file__).resolve().parent.parent
+    return candidate if (candidate / "prefect.yaml").is_file() else None

@@ -9,11 +9,18 @@ from pydantic import BaseModel
 from accel.storage.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Change, compare_samples
 from accel.storage.store import ResultsStore
 
+# A run's measurements, and those of the runs it started (a pipeline's chains, a nightly's pipeline).
 _MEASURED = """
+WITH RECURSIVE family(run_id) AS (
+    SELECT ?::VARCHAR
+    UNION
+    SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
+)
 SELECT s.model_ref, s.target, m.scenario, m.batch, m.seq, m.status, m.samples_ms, m.p50_ms, m.tokens_per_s,
        m.samples_per_s, m.noisy, m.error
 FROM measurements m JOIN skills s USING (skill_id)
-WHERE m.run_id = ?
+WHERE m.run_id IN (SELECT run_id FROM family)
+ORDER BY m.recorded_at
 """
 
 
@@ -41,7 +48,7 @@ def compare_runs(
     threshold: float = DEFAULT_THRESHOLD,
     alpha: float = DEFAULT_ALPHA,
 ) -> list[PointComparison]:
-    """Every point measured in either run, with its verdict (latency: higher is worse).
+    """Every point measured in either run (or the runs it started), with its verdict (latency: higher is worse).
 
     Raises KeyError when a run has no measurements at all.
     """

@@ -34,11 +34,13 @@ from accel.tasks.device_lock import device_slot
 from accel.tasks.environment import record_this_environment
 from accel.tasks.errors import SkillDirError
 from accel.tasks.generate import GeneratedSkill, record_skill
+from accel.tasks.progress import stage_progress
 from accel.tasks.render import TORCH_DTYPES
 from accel.tasks.validate import current_flow_run_id, read_manifest
 
 Progress = Callable[[str, float], None]
 RSS_INTERVAL_S = 0.005
+CHILDREN_REFRESH_S = 0.5
 TEXT_FAMILIES = ("text-encoder", "text-generation", "text2text")
 
 
@@ -65,23 +67,35 @@ class BenchReport(BaseModel):
 
 
 class _MemoryWatch:
-    """Peak RSS of a process and its children, sampled every 5 ms by a sleeping thread."""
+    """Peak RSS of a process and its children, sampled every 5 ms by a thread that sleeps in between.
+
+    Each sample reads only /proc/<pid>/statm of the known processes; the list of children (a scan of
+    every process) is refreshed twice a second, so the watch takes next to no CPU from the measurement.
+    """
 
     def __init__(self, pid: int):
         self.peak = 0
         self._stop = threading.Event()
-        self._process = psutil.Process(pid)
+        self._root = psutil.Process(pid)
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        processes, refreshed = [self._root], 0.0
         while not self._stop.wait(RSS_INTERVAL_S):
-            try:
-                rss = self._process.memory_info().rss
-                rss += sum(c.memory_info().rss for c in self._process.children(recursive=True))
-            except psutil.Error:
-                continue
-            self.peak = max(self.peak, rss)
+            now = time.monotonic()
+            if now - refreshed > CHILDREN_REFRESH_S:
+                try:
+                    processes, refreshed = [self._root, *self._root.children(recursive=True)], now
+                except psutil.Error:
+                    return
+            total = 0
+            for process in processes:
+                try:
+                    total += process.memory_info().rss
+                except psutil.Error:
+                    continue
+            self.peak = max(self.peak, total)
 
     def stop(self) -> int:
         self._stop.set()
@@ -377,4 +391,10 @@ def benchmark_skill(skill_dir: str, config: BenchConfig | None = None) -> BenchR
     No retries: a point that crashes or times out is a result, recorded as such.
     """
     run_id = current_flow_run_id()
-    return benchmark(skill_dir, config, run_id=str(run_id) if run_id else None, trigger="prefect")
+    return benchmark(
+        skill_dir,
+        config,
+        run_id=str(run_id) if run_id else None,
+        trigger="prefect",
+        progress=stage_progress("benchmark", skill_dir=skill_dir),
+    )

@@ -31,6 +31,7 @@ from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
+from accel.tasks.progress import stage_progress
 from accel.tasks.render import (
     GENERATOR_VERSION,
     TORCH_DTYPES,
@@ -387,7 +388,13 @@ def generate_skill(ref: str, target: str, force: bool = False, out_dir: str | No
 
     No retries: a model that does not export or does not match its reference fails the same way again.
     """
-    skill = generate(ref, target, out_dir=Path(out_dir) if out_dir else None, force=force)
+    skill = generate(
+        ref,
+        target,
+        out_dir=Path(out_dir) if out_dir else None,
+        force=force,
+        progress=stage_progress("generate", model=ref, target=target),
+    )
     record_skill(skill)
     return skill
 

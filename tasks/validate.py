@@ -28,6 +28,7 @@ from accel.storage import CheckRecord, ResultsStore, RunRecord
 from accel.tasks.checks import LEVELS, CheckResult
 from accel.tasks.errors import SkillDirError
 from accel.tasks.generate import GeneratedSkill, record_skill
+from accel.tasks.progress import stage_progress
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
 DEFAULT_CHECK_TIMEOUT_S = 300.0
@@ -259,4 +260,11 @@ def validate_skill(skill_dir: str, level: str = "basic", timeout_s: float = DEFA
     No retries: a check that fails fails the same way again.
     """
     run_id = current_flow_run_id()
-    return validate(skill_dir, level, timeout_s=timeout_s, run_id=str(run_id) if run_id else None, trigger="prefect")
+    return validate(
+        skill_dir,
+        level,
+        timeout_s=timeout_s,
+        run_id=str(run_id) if run_id else None,
+        trigger="prefect",
+        progress=stage_progress("test", skill_dir=skill_dir),
+    )

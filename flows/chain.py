@@ -1,0 +1,118 @@
+"""`chain`: generate -> test -> benchmark for one model on one target, on that target's machine.
+
+A failed test stops the benchmark, which is then recorded as skipped with the reason; a model that
+cannot be generated ends the chain with that reason. Neither is retried: both fail the same way
+again. The chain records itself as a run, and each stage its rows as it finishes.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow
+from pydantic import BaseModel
+
+from accel.flows.runs import recorded_run, store
+from accel.hardware import Target
+from accel.storage import MeasurementRecord
+from accel.tasks.benchmark import BenchConfig, benchmark_skill
+from accel.tasks.errors import GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError
+from accel.tasks.generate import generate_skill
+from accel.tasks.progress import emit_progress
+from accel.tasks.validate import validate_skill
+
+# Requests that cannot be served: the chain ends, with the reason, instead of erroring.
+REFUSED = (GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError)
+
+
+class ChainResult(BaseModel):
+    model: str
+    target: str
+    run_id: str
+    status: Literal["passed", "failed"]
+    stage: Literal["generate", "test", "benchmark", "done"]
+    message: str
+    skill_id: str | None = None
+    skill_path: str | None = None
+    checks_passed: int | None = None
+    checks_total: int | None = None
+    p50_ms: float | None = None
+    tokens_per_s: float | None = None
+    mfu: float | None = None
+    batch: int | None = None
+    seq: int | None = None
+    measurements_ok: int = 0
+    measurements_total: int = 0
+
+
+def _skipped_rows(run_id: str, skill_id: str, config: BenchConfig, reason: str) -> list[MeasurementRecord]:
+    return [
+        MeasurementRecord(
+            run_id=run_id,
+            skill_id=skill_id,
+            scenario="forward",
+            batch=batch,
+            seq=seq or 0,
+            status="skipped",
+            error=reason,
+        )
+        for batch in config.batches
+        for seq in config.seqs
+    ]
+
+
+@flow(name="chain", persist_result=True, log_prints=True, flow_run_name="{model} on {target}")
+def chain(
+    model: str,
+    target: str,
+    level: str = "comprehensive",
+    bench: dict[str, Any] | None = None,
+    force: bool = False,
+    parent_run_id: str | None = None,
+    trigger: str | None = None,
+) -> ChainResult:
+    target = str(Target.parse(target))
+    config = BenchConfig.model_validate(bench or {})
+    params = {"model": model, "target": target, "level": level, "bench": config.model_dump(), "force": force}
+    with recorded_run("chain", params, parent_run_id, trigger) as run:
+        result = ChainResult(
+            model=model, target=target, run_id=run.run_id, status="failed", stage="generate", message=""
+        )
+        emit_progress("generate", "start", 0.0, model=model, target=target)
+        try:
+            skill = generate_skill(model, target, force=force)
+        except REFUSED as err:
+            result.message = f"generation failed: {err}"
+            run.fail(result.message)
+            return result
+        result.skill_id, result.skill_path = skill.skill_id, str(skill.path)
+
+        result.stage = "test"
+        emit_progress("test", "start", 0.0, model=model, target=target)
+        report = validate_skill(str(skill.path), level)
+        result.checks_total = len(report.checks)
+        result.checks_passed = sum(c.status == "passed" for c in report.checks)
+        if not report.passed:
+            failed = [f"{c.check} ({c.status})" for c in report.checks if c.status in ("failed", "error")]
+            result.message = f"tests failed: {', '.join(failed)}; benchmark skipped"
+            store().record_measurements(_skipped_rows(run.run_id, skill.skill_id, config, result.message))
+            run.fail(result.message)
+            return result
+
+        result.stage = "benchmark"
+        emit_progress("benchmark", "start", 0.0, model=model, target=target)
+        measured = benchmark_skill(str(skill.path), config).measurements
+        ok = [m for m in measured if m.status == "ok"]
+        result.measurements_ok, result.measurements_total = len(ok), len(measured)
+        headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
+        if headline is not None:
+            result.p50_ms, result.tokens_per_s, result.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
+            result.batch, result.seq = headline.batch, headline.seq
+        if len(ok) < len(measured):
+            result.message = f"{len(measured) - len(ok)} of {len(measured)} benchmark points failed"
+            run.fail(result.message)
+            return result
+        result.status, result.stage = "passed", "done"
+        result.message = f"{result.checks_passed}/{result.checks_total} checks passed, {len(ok)} points measured"
+        emit_progress("benchmark", "done", 1.0, model=model, target=target)
+        return result

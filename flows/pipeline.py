@@ -1,0 +1,179 @@
+"""`pipeline`: models x targets. Each model is resolved once; each target runs one `chain`.
+
+A chain runs on its target's work pool through `run_deployment` when a worker for that hardware is
+online, and in this process otherwise (embedded mode). Targets on different hardware run in parallel
+(targets on one device take turns anyway: one benchmark per device). One target's failure never stops
+the others. The run ends with a table artifact and a markdown report.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from pydantic import BaseModel
+
+from accel.flows.chain import ChainResult, chain
+from accel.flows.report import publish
+from accel.flows.runs import recorded_run
+from accel.hardware import Target, parse_targets
+from accel.tasks.resolve import resolve_model
+
+CHAIN_DEPLOYMENT = "chain/{hardware}"
+
+
+class PipelineResult(BaseModel):
+    run_id: str
+    status: Literal["passed", "failed"]
+    results: list[ChainResult]
+
+
+@task(name="resolve_model", task_run_name="resolve {ref}")
+def resolve_model_task(ref: str) -> dict[str, Any]:
+    model = resolve_model(ref)
+    return {
+        "ref": ref,
+        "path": str(model.path),
+        "revision": model.revision,
+        "family": model.family,
+        "task": model.task,
+        "parameters": model.parameters,
+    }
+
+
+def remote_pools() -> set[str]:
+    """Hardware kinds whose work pool has an online worker and a chain deployment."""
+    found = set()
+    with get_client(sync_client=True) as client:
+        try:
+            pools = client.read_work_pools()
+        except Exception:  # no server (ephemeral mode): everything runs here
+            return found
+        for pool in pools:
+            if not pool.name.startswith("accel-"):
+                continue
+            hardware = pool.name.removeprefix("accel-")
+            workers = client.read_workers_for_work_pool(pool.name)
+            if not any(str(w.status).upper().endswith("ONLINE") for w in workers):
+                continue
+            try:
+                client.read_deployment_by_name(CHAIN_DEPLOYMENT.format(hardware=hardware))
+            except ObjectNotFound:
+                continue
+            found.add(hardware)
+    return found
+
+
+def _failed(model: str, target: str, message: str) -> ChainResult:
+    return ChainResult(model=model, target=target, run_id="-", status="failed", stage="generate", message=message)
+
+
+def _await_remote(hardware: str, params: dict[str, Any], pickup_timeout_s: float):
+    """Start the chain deployment of `hardware` and wait for its final state.
+
+    None when no worker picked the run up within `pickup_timeout_s` (a worker that went away without
+    saying so still looks online for a while): the run is cancelled and the caller runs it here.
+    """
+    from prefect.states import Cancelled
+
+    flow_run = run_deployment(CHAIN_DEPLOYMENT.format(hardware=hardware), parameters=params, timeout=0)
+    deadline = time.monotonic() + pickup_timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            state = client.read_flow_run(flow_run.id).state
+            if state is not None and state.is_final():
+                return state
+            waiting = state is None or state.is_scheduled() or state.is_pending()
+            if waiting and time.monotonic() > deadline:
+                client.set_flow_run_state(flow_run.id, Cancelled(message="no worker picked it up"), force=True)
+                return None
+            time.sleep(1.0)
+
+
+def _run_chain(
+    model: str, target: Target, params: dict[str, Any], remote: bool, pickup_timeout_s: float, logger: Any
+) -> ChainResult:
+    state = None
+    if remote:
+        for attempt in range(2):  # a lost worker (Crashed) is worth one more try; a failure is not
+            state = _await_remote(target.hardware, params, pickup_timeout_s)
+            if state is None or not state.is_crashed() or attempt:
+                break
+        if state is None:
+            logger.warning("no accel-%s worker took %s on %s: running it here", target.hardware, model, target)
+    if state is None:
+        state = chain(**params, return_state=True)
+    if state.is_completed():
+        return state.result()
+    return _failed(model, str(target), f"the chain ended {state.name}: {state.message}")
+
+
+@flow(name="pipeline", persist_result=True, log_prints=True)
+def pipeline(
+    models: list[str],
+    targets: list[str],
+    level: str = "comprehensive",
+    bench: dict[str, Any] | None = None,
+    force: bool = False,
+    parent_run_id: str | None = None,
+    trigger: str | None = None,
+    pickup_timeout_s: float = 120.0,
+) -> PipelineResult:
+    parsed = parse_targets(targets)
+    params = {"models": models, "targets": [str(t) for t in parsed], "level": level, "bench": bench or {}}
+    logger = get_run_logger()
+    with recorded_run("pipeline", params, parent_run_id, trigger) as run:
+        resolved = {}
+        results: list[ChainResult] = []
+        for ref in models:
+            try:
+                resolved[ref] = resolve_model_task(ref)
+            except Exception as err:  # a model that does not resolve fails its targets, not the others
+                results += [_failed(ref, str(t), f"model does not resolve: {err}") for t in parsed]
+        remote = remote_pools()
+        groups: dict[str, list[tuple[str, Target]]] = defaultdict(list)
+        for ref in resolved:
+            for target in parsed:
+                groups[target.hardware].append((ref, target))
+
+        def run_group(items: list[tuple[str, Target]]) -> list[ChainResult]:
+            done = []
+            for ref, target in items:
+                where = f"pool accel-{target.hardware}" if target.hardware in remote else "this process"
+                logger.info("chain %s on %s: %s", ref, target, where)
+                chain_params = {
+                    "model": ref,
+                    "target": str(target),
+                    "level": level,
+                    "bench": bench or {},
+                    "force": force,
+                    "parent_run_id": run.run_id,
+                    "trigger": trigger,
+                }
+                try:
+                    done.append(
+                        _run_chain(ref, target, chain_params, target.hardware in remote, pickup_timeout_s, logger)
+                    )
+                except Exception as err:  # never let one target take the others down
+                    done.append(_failed(ref, str(target), f"{type(err).__name__}: {err}"))
+            return done
+
+        # One thread per hardware kind; each carries this flow's context so its chains are subflows.
+        with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
+            futures = [pool.submit(contextvars.copy_context().run, run_group, items) for items in groups.values()]
+            for future in futures:
+                results += future.result()
+        order = {(m, str(t)): i for i, (m, t) in enumerate((m, t) for m in models for t in parsed)}
+        results.sort(key=lambda r: order.get((r.model, r.target), 0))
+        publish(f"accel pipeline {run.run_id}", results)
+        failed = [f"{r.model} on {r.target}: {r.message}" for r in results if r.status != "passed"]
+        if failed:
+            run.fail("; ".join(failed)[:2000])
+        return PipelineResult(run_id=run.run_id, status="failed" if failed else "passed", results=results)
