@@ -98,16 +98,17 @@ def _await_remote(hardware: str, params: dict[str, Any], pickup_timeout_s: float
 
 
 def _run_chain(
-    model: str, target: Target, params: dict[str, Any], remote: bool, pickup_timeout_s: float, logger: Any
+    model: str, target: Target, params: dict[str, Any], remote: set[str], pickup_timeout_s: float, logger: Any
 ) -> ChainResult:
     state = None
-    if remote:
+    if target.hardware in remote:
         for attempt in range(2):  # a lost worker (Crashed) is worth one more try; a failure is not
             state = _await_remote(target.hardware, params, pickup_timeout_s)
             if state is None or not state.is_crashed() or attempt:
                 break
         if state is None:
             logger.warning("no accel-%s worker took %s on %s: running it here", target.hardware, model, target)
+            remote.discard(target.hardware)  # and the rest of this hardware's chains too
     if state is None:
         state = chain(**params, return_state=True)
     if state.is_completed():
@@ -158,9 +159,7 @@ def pipeline(
                     "trigger": trigger,
                 }
                 try:
-                    done.append(
-                        _run_chain(ref, target, chain_params, target.hardware in remote, pickup_timeout_s, logger)
-                    )
+                    done.append(_run_chain(ref, target, chain_params, remote, pickup_timeout_s, logger))
                 except Exception as err:  # never let one target take the others down
                     done.append(_failed(ref, str(target), f"{type(err).__name__}: {err}"))
             return done
