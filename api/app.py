@@ -29,5 +29,11 @@ async def health() -> dict:
         except httpx.HTTPError as err:
             prefect = f"unreachable: {type(err).__name__}"
     results = get_settings().results_path
-    return {"status": "ok", "version": __version__, "prefect_api_url": prefect_url, "prefect": prefect,
-            "results_store": str(results), "results_store_exists": results.is_file()}
+    return {
+        "status": "ok",
+        "version": __version__,
+        "prefect_api_url": prefect_url,
+        "prefect": prefect,
+        "results_store": str(results),
+        "results_store_exists": results.is_file(),
+    }

@@ -13,6 +13,8 @@ from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
 from accel.cli.models import models_app
 from accel.cli.output import fail
+from accel.cli.run import run_command
+from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
 from accel.hardware import TargetError
 from accel.storage import StoreBusyError
@@ -49,6 +51,9 @@ app.command("generate")(generate_command)
 app.command("test")(test_command)
 app.command("bench")(bench_command)
 app.command("compare")(compare_command)
+app.command("run")(run_command)
+app.command("up")(up_command)
+app.command("worker")(worker_command)
 app.add_typer(models_app, name="models")
 
 

@@ -1,0 +1,277 @@
+"""`accel up` and `accel worker`: Prefect server, work pools, deployments, workers and the API on this machine.
+
+Every child runs in its own process group with SIGINT restored to its default (a worker that inherits
+an ignored SIGINT never stops), and is stopped with SIGTERM, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+
+from accel.cli.output import console, err_console
+from accel.hardware import HARDWARE, detect, work_pool_name
+from accel.settings import get_settings, project_root
+from accel.tasks.errors import SkillDirError
+
+STOP_GRACE_S = 15.0
+
+
+def _executable(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@dataclass
+class Supervisor:
+    log_dir: Path
+    children: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None) -> subprocess.Popen:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (the child owns it until it exits)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+        log.close()
+        self.children.append((name, process))
+        return process
+
+    def dead(self) -> list[str]:
+        return [f"{name} (exit {p.returncode})" for name, p in self.children if p.poll() is not None]
+
+    def stop(self) -> None:
+        for _, process in reversed(self.children):
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for _, process in reversed(self.children):
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            # Whatever is left of the group (flow runs a worker started, a stubborn child) goes now.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout_s: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = " / ".join(log.read_text(errors="replace").strip().splitlines()[-5:]) if log.is_file() else ""
+            raise RuntimeError(f"{what} exited with code {process.returncode}: {tail}")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} did not answer {url} within {timeout_s:.0f} s (log: {log})")
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex((host, port)) != 0
+
+
+def _ensure_pools(api_url: str, names: list[str]) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings(updates={PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+        for name in names:
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_work_pool(
+                    WorkPoolCreate(
+                        name=name, type="process", description=f"accel: chains for {name.removeprefix('accel-')}"
+                    )
+                )
+
+
+def _service_env(api_url: str) -> dict[str, str]:
+    settings = get_settings()
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": api_url,
+        "PREFECT_HOME": str(settings.prefect_home),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        "ACCEL_HOME": str(settings.home),
+    }
+    if (root := project_root()) is not None:
+        env["ACCEL_PROJECT_DIR"] = str(root)
+    return env
+
+
+def up_command(
+    prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server.")] = 4200,
+    api_port: Annotated[int | None, typer.Option("--api-port", help="Port of the accel API (ACCEL_API_PORT).")] = None,
+    workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Start a worker per hardware here.")] = True,
+) -> None:
+    """Start Prefect (server, work pools, deployments, one worker per hardware here) and the API; Ctrl-C stops all."""
+    settings = get_settings()
+    api_port = api_port or settings.api_port
+    host = "127.0.0.1"
+    for port, what in ((prefect_port, "--prefect-port"), (api_port, "--api-port")):
+        if not _port_free(host, port):
+            raise SkillDirError(f"port {port} on {host} is taken (another accel up?); choose another with {what}")
+    settings.prefect_home.mkdir(parents=True, exist_ok=True)
+    api_url = f"http://{host}:{prefect_port}/api"
+    env = _service_env(api_url)
+    supervisor = Supervisor(settings.home / "logs")
+    stopping = {"signal": None}
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stopping["signal"] = signum
+
+    previous = {s: signal.signal(s, request_stop) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        err_console.print(f"starting the Prefect server ({settings.prefect_home}) ...")
+        server = supervisor.start(
+            "prefect-server",
+            [_executable("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+            env,
+        )
+        _wait_http(f"{api_url}/health", server, 180, "the Prefect server", supervisor.log_dir / "prefect-server.log")
+        _ensure_pools(api_url, [work_pool_name(hw) for hw in HARDWARE])
+        root = project_root()
+        if root is None:
+            err_console.print("[yellow]no prefect.yaml (accel is not running from a checkout): no deployments[/]")
+        else:
+            err_console.print("deploying prefect.yaml ...")
+            deploy = subprocess.run(
+                [
+                    _executable("prefect"),
+                    "--no-prompt",
+                    "deploy",
+                    "--all",
+                    "--prefect-file",
+                    str(root / "prefect.yaml"),
+                ],
+                cwd=root,
+                env=env,
+                capture_output=True,
+                text=True,
+            )
+            if deploy.returncode != 0:
+                raise RuntimeError(f"prefect deploy failed: {(deploy.stdout + deploy.stderr).strip()[-800:]}")
+        hardware = detect().hardware if workers else []
+        for hw in hardware:
+            supervisor.start(
+                f"worker-{hw}",
+                [
+                    _executable("prefect"),
+                    "worker",
+                    "start",
+                    "--pool",
+                    work_pool_name(hw),
+                    "--type",
+                    "process",
+                    "--name",
+                    f"{work_pool_name(hw)}-{socket.gethostname()}",
+                ],
+                env,
+            )
+        api = supervisor.start(
+            "api",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "accel.api.app:app",
+                "--host",
+                settings.api_host,
+                "--port",
+                str(api_port),
+            ],
+            env,
+        )
+        _wait_http(
+            f"http://{settings.api_host}:{api_port}/api/health",
+            api,
+            60,
+            "the accel API",
+            supervisor.log_dir / "api.log",
+        )
+        console.print(f"Prefect UI   http://{host}:{prefect_port}")
+        console.print(f"Prefect API  {api_url}")
+        console.print(f"accel API    http://{settings.api_host}:{api_port}/api/health")
+        console.print(f"workers      {', '.join(work_pool_name(hw) for hw in hardware) or 'none'}")
+        console.print(f"logs         {supervisor.log_dir}")
+        console.print("Ctrl-C stops everything.")
+        sys.stdout.flush()
+        while stopping["signal"] is None:
+            if dead := supervisor.dead():
+                err_console.print(f"[red]stopped unexpectedly: {', '.join(dead)}; stopping the rest[/]")
+                raise typer.Exit(1)
+            time.sleep(0.5)
+        err_console.print("stopping ...")
+    except RuntimeError as err:
+        err_console.print(f"[red]accel up failed: {err}[/]")
+        raise typer.Exit(1) from None
+    finally:
+        supervisor.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def worker_command(
+    hardware: Annotated[str, typer.Option("--hardware", help=f"Which pool to serve: {', '.join(HARDWARE)}.")],
+) -> None:
+    """Join this machine to a Prefect server (PREFECT_API_URL) as the worker of one hardware pool."""
+    if hardware not in HARDWARE:
+        raise SkillDirError(f"unknown hardware {hardware!r}: accepted {', '.join(HARDWARE)}")
+    api_url = os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise SkillDirError(
+            "PREFECT_API_URL is not set: point it at the server's API, e.g. "
+            "PREFECT_API_URL=http://prefect-host:4200/api accel worker --hardware cuda"
+        )
+    if hardware not in detect().hardware:
+        raise SkillDirError(f"this machine cannot run {hardware} targets (see `accel hardware`)")
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/health", timeout=5.0).raise_for_status()
+    except httpx.HTTPError as err:
+        raise SkillDirError(f"the Prefect server at {api_url} does not answer: {err}") from None
+    pool = work_pool_name(hardware)
+    _ensure_pools(api_url, [pool])
+    env = _service_env(api_url)
+    command = [
+        _executable("prefect"),
+        "worker",
+        "start",
+        "--pool",
+        pool,
+        "--type",
+        "process",
+        "--name",
+        f"{pool}-{socket.gethostname()}",
+    ]
+    _default_sigint()
+    os.execve(command[0], command, env)  # the worker takes this process over: signals reach it directly
