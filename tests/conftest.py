@@ -112,3 +112,21 @@ def python_without_accel() -> Path:
     )
     assert "No module named 'accel'" in probe.stderr, probe.stderr
     return python
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> str:
+    """One Prefect server for the whole session (a real one, SQLite in a temporary folder); its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=180):
+        yield PREFECT_API_URL.value()
+
+
+@pytest.fixture
+def shared_skills(skills_dir, monkeypatch) -> Path:
+    """Flows in this test put their skills where the session's tiny skills already are (no regeneration)."""
+    monkeypatch.setenv("ACCEL_SKILLS", str(skills_dir))
+    get_settings.cache_clear()
+    return skills_dir

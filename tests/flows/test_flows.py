@@ -1,0 +1,259 @@
+"""The orchestration, for real: a Prefect server, flows, a process worker on its own pool, events, artifacts."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import yaml
+
+from accel.settings import get_settings
+from accel.storage import ResultsStore
+
+QUICK = {"batches": [1], "seqs": [8], "warmup": 0, "min_iters": 3, "min_seconds": 0.05}
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def results() -> ResultsStore:
+    return ResultsStore(get_settings().results_path)
+
+
+def artifact(key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:  # the latest version of the artifact with that key
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
+        )
+    return found[0] if found else None
+
+
+def test_the_pipeline_runs_every_target_and_one_failing_target_stops_no_other(prefect_api, tiny_models, shared_skills):
+    from accel.flows.pipeline import pipeline
+
+    models = [str(tiny_models["bert"]), str(tiny_models["gpt2"])]
+    result = pipeline(
+        models=models, targets=["cpu/onnxruntime", "cpu/openvino", "mps/torch"], level="basic", bench=QUICK
+    )
+    outcome = {(r.model.rsplit("/", 1)[1], r.target): r for r in result.results}
+    assert len(outcome) == 6 and result.status == "failed"
+    for name in ("bert", "gpt2"):
+        assert (
+            outcome[name, "mps/torch"].status == "failed" and "generation failed" in outcome[name, "mps/torch"].message
+        )
+        for target in ("cpu/onnxruntime", "cpu/openvino"):
+            chain = outcome[name, target]
+            assert chain.status == "passed", chain.message
+            assert chain.checks_passed == chain.checks_total == 4 and chain.p50_ms > 0
+            store = results()
+            run = store.get_run(chain.run_id)
+            assert (run.kind, run.status, run.parent_run_id) == ("chain", "completed", result.run_id)
+            assert {c.check for c in store.checks(run_id=chain.run_id)} == {
+                "loads",
+                "forward_shapes",
+                "finite",
+                "parity",
+            }
+            rows = store.measurements(run_id=chain.run_id)
+            assert rows and all(m.status == "ok" for m in rows)
+            assert {m.scenario for m in rows} == ({"forward", "generate"} if name == "gpt2" else {"forward"})
+    pipeline_run = results().get_run(result.run_id)
+    assert pipeline_run.kind == "pipeline" and pipeline_run.status == "failed" and "mps/torch" in pipeline_run.message
+    table = artifact("accel-pipeline")
+    assert table is not None and "cpu/openvino" in str(table.data)
+    assert "4 of 6 targets passed" in artifact("accel-pipeline-report").data
+
+
+def test_a_failed_test_skips_the_benchmark_with_the_reason(prefect_api, tiny_models, tmp_path):
+    import shutil
+
+    from accel.flows.chain import chain
+
+    os.environ["ACCEL_SKILLS"] = str(tmp_path / "skills")
+    get_settings.cache_clear()
+    try:
+        from accel.tasks.generate import generate
+
+        skill = generate(str(tiny_models["vit"]), "cpu/onnxruntime")
+        source = (skill.path / "skill.py").read_text()
+        call = "        return self._backend.run(check_inputs(inputs))\n"
+        (skill.path / "skill.py").write_text(
+            source.replace(
+                call, "        return {k: v * 1.01 for k, v in self._backend.run(check_inputs(inputs)).items()}\n"
+            )
+        )
+        result = chain(str(tiny_models["vit"]), "cpu/onnxruntime", level="basic", bench=QUICK)
+    finally:
+        del os.environ["ACCEL_SKILLS"]
+        shutil.rmtree(tmp_path / "skills", ignore_errors=True)
+    assert result.status == "failed" and result.stage == "test" and "parity (failed)" in result.message
+    [row] = results().measurements(run_id=result.run_id)
+    assert row.status == "skipped" and "parity" in row.error
+    assert results().get_run(result.run_id).status == "failed"
+
+
+def test_a_chain_reached_through_a_deployment_runs_on_a_real_worker(prefect_api, tiny_models, shared_skills, tmp_path):
+    from accel.flows.pipeline import pipeline, remote_pools
+
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": prefect_api,
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "ACCEL_HOME": str(get_settings().home),
+        "ACCEL_SKILLS": str(shared_skills),
+    }
+    from accel.cli.services import _ensure_pools
+
+    _ensure_pools(prefect_api, ["accel-cpu"])
+    deploy = subprocess.run(
+        [
+            str(Path(sys.executable).with_name("prefect")),
+            "--no-prompt",
+            "deploy",
+            "-n",
+            "chain/cpu",
+            "--prefect-file",
+            str(ROOT / "prefect.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-2000:]
+    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    worker = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("prefect")),
+            "worker",
+            "start",
+            "--pool",
+            "accel-cpu",
+            "--type",
+            "process",
+            "--name",
+            "test-worker",
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while "cpu" not in remote_pools() and time.monotonic() < deadline:
+            time.sleep(1)
+        assert "cpu" in remote_pools(), (tmp_path / "worker.log").read_text()[-2000:]
+        result = pipeline(
+            models=[str(tiny_models["bert"])],
+            targets=["cpu/onnxruntime"],
+            level="basic",
+            bench=QUICK,
+            pickup_timeout_s=60,
+        )
+    finally:
+        os.killpg(worker.pid, 9)
+        worker.wait()
+        log.close()
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as client:  # later tests run chains here, not on a dead worker
+            client.delete_work_pool("accel-cpu")
+    [chain] = result.results
+    assert chain.status == "passed", chain.message
+    assert (
+        "test-worker" in (tmp_path / "worker.log").read_text() or chain.run_id in (tmp_path / "worker.log").read_text()
+    )
+    assert chain.run_id in (tmp_path / "worker.log").read_text()  # the worker ran it, not this process
+    assert results().get_run(chain.run_id).parent_run_id == result.run_id
+    assert results().measurements(run_id=chain.run_id)[0].status == "ok"
+
+
+def test_nightly_finds_a_planted_regression_and_says_so(prefect_api, tiny_models, tmp_path, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter
+
+    from accel.flows.nightly import REGRESSION_EVENT, nightly
+
+    monkeypatch.setenv("ACCEL_SKILLS", str(tmp_path / "skills"))
+    get_settings.cache_clear()
+    matrix = tmp_path / "nightly.yaml"
+    matrix.write_text(
+        yaml.safe_dump(
+            {
+                "models": [str(tiny_models["bert"])],
+                "targets": ["cpu/onnxruntime"],
+                "level": "basic",
+                "benchmark": {
+                    "batches": [1],
+                    "seqs": [8],
+                    "warmup": 2,
+                    "min_iters": 40,
+                    "min_seconds": 0.2,
+                    "threads": 1,
+                },
+            }
+        )
+    )
+    first = nightly(str(matrix), trigger="test")
+    assert first.previous_run_id is None and first.regressions == 0 and first.pipeline.status == "passed"
+    skill = Path(first.pipeline.results[0].skill_path) / "skill.py"
+    call = "        return self._backend.run(check_inputs(inputs))\n"
+    skill.write_text(skill.read_text().replace(call, "        time.sleep(0.003)\n" + call))
+    second = nightly(str(matrix), trigger="test")
+    assert second.previous_run_id == first.run_id and second.regressions == 1
+    [point] = second.comparisons
+    assert point.change.verdict == "regressed" and point.change.ratio > 1.5
+    report = artifact("accel-nightly-regressions")
+    assert report is not None and "**regressed**" in report.data
+    assert results().get_run(second.run_id).status == "failed"
+    deadline = time.monotonic() + 30
+    events = []
+    while time.monotonic() < deadline and not events:
+        with get_client(sync_client=True) as client:
+            page = client.read_events(EventFilter(event=EventNameFilter(name=[REGRESSION_EVENT])), limit=50)
+        events = [e for e in page.events if e.payload.get("run_id") == second.run_id]
+        time.sleep(1)
+    assert events and events[0].payload["target"] == "cpu/onnxruntime" and events[0].payload["ratio"] > 1.5
+
+
+def test_accel_up_starts_everything_and_stops_it_all(tmp_path):
+    import psutil
+
+    env = {**os.environ, "ACCEL_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "home" / "prefect")}
+    env.pop("PREFECT_API_URL", None)
+    up = subprocess.Popen(
+        [str(Path(sys.executable).with_name("accel")), "up", "--prefect-port", "4765", "--api-port", "8765"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    lines = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = up.stdout.readline().decode()
+        lines.append(line)
+        if "Ctrl-C stops everything" in line or up.poll() is not None:
+            break
+    assert "Ctrl-C stops everything" in "".join(lines), "".join(lines)[-3000:]
+    children = psutil.Process(up.pid).children(recursive=True)
+    assert len(children) >= 3  # server, a worker per hardware, the API
+    health = httpx.get("http://127.0.0.1:8765/api/health", timeout=5).json()
+    assert health["status"] == "ok" and health["prefect"] == "ok"
+    deployments = httpx.post("http://127.0.0.1:4765/api/deployments/filter", json={}, timeout=10).json()
+    names = {d["name"] for d in deployments}
+    assert {"cpu", "cuda", "pipeline", "nightly", "generate", "test", "benchmark"} <= names
+    nightly = next(d for d in deployments if d["name"] == "nightly")
+    assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
+    pools = {p["name"] for p in httpx.post("http://127.0.0.1:4765/api/work_pools/filter", json={}, timeout=10).json()}
+    assert {"accel-cpu", "accel-cuda"} <= pools
+    up.send_signal(15)
+    assert up.wait(timeout=60) == 0
+    time.sleep(0.5)
+    left = [p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert left == [], f"processes left behind: {left}"
