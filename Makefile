@@ -2,7 +2,8 @@
 # they create .venv, install torch ($(TORCH_SPEC), first, so pip never picks a CUDA build on its
 # own), then this project with its extras.
 #
-#   make run                                  # the main job
+#   make run                                  # the main job: MiniLM on three CPU runtimes
+#   make up                                   # Prefect server, workers, deployments, API (Ctrl-C stops)
 #   make test                                 # ruff + pytest
 #   make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
 
@@ -16,7 +17,7 @@ BIN   := $(VENV)/bin
 # A different torch spec or extras set gives a different stamp, so the next make re-installs.
 STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
 
-.PHONY: install run test lint format clean
+.PHONY: install run up test lint format clean
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; sys.exit("accel needs Python >= 3.11, found " + sys.version.split()[0]) if sys.version_info < (3, 11) else None'
@@ -32,8 +33,10 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 run: install
-	$(BIN)/accel hardware
-	$(BIN)/accel models resolve sentence-transformers/all-MiniLM-L6-v2 --target cpu/torch,cpu/onnxruntime,cpu/openvino
+	$(BIN)/accel run sentence-transformers/all-MiniLM-L6-v2 --targets cpu/torch,cpu/onnxruntime,cpu/openvino
+
+up: install
+	$(BIN)/accel up
 
 lint: install
 	$(BIN)/ruff check .
