@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accel.cli.output import JsonFlag, console, emit_json, err_console, human_bytes
+from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
+from accel.cli.skills import skill_dir_or_generate
 from accel.settings import get_settings
 from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ResultsStore, compare_runs
 from accel.tasks.benchmark import BenchConfig, BenchReport, benchmark
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generate import generate
 
 _VERDICT_STYLE = {"improved": "green", "regressed": "bold red", "unchanged": "dim", "inconclusive": "yellow"}
 
@@ -101,28 +99,13 @@ def bench_command(
         max_seconds=max_seconds,
         threads=threads,
     )
-    path = Path(skill).expanduser()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_output or not err_console.is_terminal,
-    ) as progress:
+    with progress_bar(json_output) as progress:
         task = progress.add_task("benchmark", total=1.0)
 
         def update(step: str, done: float) -> None:
             progress.update(task, description=step, completed=done)
 
-        if not (path / "manifest.json").is_file():
-            if target is None:
-                raise SkillDirError(
-                    f"{skill!r} is not a skill directory; to benchmark a model, name a target: "
-                    f"accel bench {skill} --target cpu/onnxruntime"
-                )
-            path = generate(skill, target, progress=update).path
+        path = skill_dir_or_generate(skill, target, "bench", update)
         report = benchmark(path, config, progress=update)
     if json_output:
         emit_json(report.model_dump(mode="json"))

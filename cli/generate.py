@@ -6,10 +6,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accel.cli.output import JsonFlag, console, emit_json, err_console, human_bytes
+from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
 from accel.tasks.generate import GeneratedSkill, generate, record_skill, template_catalogue
 
 
@@ -51,15 +50,7 @@ def generate_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Generate the standalone implementation (skill) of a model for one target, checked against the model."""
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_output or not err_console.is_terminal,  # no bar in logs and pipes
-    ) as progress:
+    with progress_bar(json_output) as progress:
         task = progress.add_task("generate", total=1.0)
         skill = generate(
             ref,

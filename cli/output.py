@@ -9,6 +9,7 @@ from typing import Annotated, Any, NoReturn
 import typer
 from pydantic import BaseModel
 from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 console = Console()
 err_console = Console(stderr=True)
@@ -43,3 +44,9 @@ def human_bytes(n: int | None) -> str:
             return f"{size:.1f} {unit}" if unit != "B" else f"{int(size)} B"
         size /= 1024
     return f"{n} B"
+
+
+def progress_bar(json_output: bool, bar: bool = True) -> Progress:
+    """A transient progress display on stderr; off for --json and when stderr is not a terminal (logs, pipes)."""
+    columns = [SpinnerColumn(), TextColumn("{task.description}"), *([BarColumn()] if bar else []), TimeElapsedColumn()]
+    return Progress(*columns, console=err_console, transient=True, disable=json_output or not err_console.is_terminal)

@@ -12,11 +12,10 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from accel.cli.bench import _ints
-from accel.cli.output import JsonFlag, console, emit_json, err_console
+from accel.cli.output import JsonFlag, console, emit_json, err_console, progress_bar
 from accel.hardware import parse_targets
 from accel.tasks.checks import LEVELS
 from accel.tasks.errors import SkillDirError
@@ -78,14 +77,7 @@ def run_command(
 
     api = prefect_api()
     err_console.print(f"Prefect: {api or 'an ephemeral server (start one that stays with `accel up`)'}")
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_output or not err_console.is_terminal,
-    ) as progress:
+    with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("starting", total=None)
         current = {"chain": ""}
 

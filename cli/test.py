@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from accel.cli.output import JsonFlag, console, emit_json, err_console
+from accel.cli.output import JsonFlag, console, emit_json, progress_bar
+from accel.cli.skills import skill_dir_or_generate
 from accel.tasks.checks import LEVELS
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generate import generate
 from accel.tasks.validate import DEFAULT_CHECK_TIMEOUT_S, TestReport, validate
 
 _STYLE = {"passed": "green", "failed": "red", "error": "bold red", "skipped": "dim"}
@@ -52,23 +50,9 @@ def test_command(
     """Test a skill against its reference model; exit 0 when every check passed, 1 when one failed."""
     if level not in LEVELS:
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
-    path = Path(skill).expanduser()
-    with Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        TimeElapsedColumn(),
-        console=err_console,
-        transient=True,
-        disable=json_output or not err_console.is_terminal,
-    ) as progress:
+    with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("test", total=1.0)
-        if not (path / "manifest.json").is_file():
-            if target is None:
-                raise SkillDirError(
-                    f"{skill!r} is not a skill directory; to test a model, name a target: "
-                    f"accel test {skill} --target cpu/onnxruntime"
-                )
-            path = generate(skill, target, progress=lambda step, _: progress.update(task, description=step)).path
+        path = skill_dir_or_generate(skill, target, "test", lambda step, _: progress.update(task, description=step))
         report = validate(
             path,
             level,

@@ -18,7 +18,6 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,13 +28,12 @@ from pydantic import BaseModel, Field
 
 from accel.hardware.peak_flops import peak_flops
 from accel.settings import get_settings
-from accel.storage import MeasurementRecord, ResultsStore, RunRecord, summarize
+from accel.storage import MeasurementRecord, summarize
 from accel.tasks.device_lock import device_slot
-from accel.tasks.environment import record_this_environment
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generate import GeneratedSkill, record_skill
 from accel.tasks.progress import stage_progress
 from accel.tasks.render import TORCH_DTYPES
+from accel.tasks.stage_run import open_stage_run
 from accel.tasks.validate import current_flow_run_id, read_manifest
 
 Progress = Callable[[str, float], None]
@@ -306,30 +304,8 @@ def benchmark(
     points = _points(config, manifest)
     started = time.perf_counter()
     settings = get_settings()
-    store = ResultsStore(settings.results_path, settings.db_timeout_s) if record else None
-    own_run = run_id is None
-    run_id = run_id or str(uuid.uuid4())
     target = manifest["target"]
-    if store is not None:
-        record_skill(
-            GeneratedSkill(skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest),
-            store,
-        )
-        if own_run:
-            store.record_run(
-                RunRecord(
-                    run_id=run_id,
-                    kind="benchmark",
-                    trigger=trigger,
-                    status="running",
-                    environment_id=record_this_environment(store),
-                    params={
-                        "skill_id": manifest["skill_id"],
-                        "target": target["target"],
-                        **config.model_dump(),
-                    },
-                )
-            )
+    stage = open_stage_run("benchmark", skill_dir, manifest, config.model_dump(), run_id, trigger, record)
     if progress:
         progress("count FLOPs on the reference model", 0.0)
     forward_shapes = sorted({(p["batch"], p["seq"]) for p in points if p["scenario"] == "forward"}, key=str)
@@ -350,7 +326,7 @@ def benchmark(
                 before = os.getloadavg()[0]
                 found, peak_rss = _spawn_point(skill_dir, point, timeout_s)
                 row = _row(
-                    run_id,
+                    stage.run_id,
                     manifest,
                     point,
                     found,
@@ -362,21 +338,16 @@ def benchmark(
                     waited,
                 )
                 rows.append(row)
-                if store is not None:
-                    store.record_measurements([row])  # now, not at the end: a crash later loses nothing
+                if stage.store is not None:
+                    stage.store.record_measurements([row])  # now, not at the end: a crash later loses nothing
                 if on_measurement:
                     on_measurement(row)
     finally:
-        if store is not None and own_run:
-            bad = [f"{r.scenario} b{r.batch} s{r.seq}: {r.status}" for r in rows if r.status != "ok"]
-            done = len(rows) == len(points)
-            store.finish_run(
-                run_id,
-                "completed" if done and not bad else "failed",
-                "; ".join(bad) if bad else (f"{len(rows)} points" if done else "interrupted"),
-            )
+        bad = [f"{r.scenario} b{r.batch} s{r.seq}: {r.status}" for r in rows if r.status != "ok"]
+        done = len(rows) == len(points)
+        stage.finish(done and not bad, "; ".join(bad) if bad else (f"{len(rows)} points" if done else "interrupted"))
     return BenchReport(
-        run_id=run_id,
+        run_id=stage.run_id,
         skill_id=manifest["skill_id"],
         target=target["target"],
         measurements=rows,

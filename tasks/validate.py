@@ -15,7 +15,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -23,12 +22,11 @@ from typing import Literal
 from prefect import task
 from pydantic import BaseModel
 
-from accel.settings import get_settings
-from accel.storage import CheckRecord, ResultsStore, RunRecord
+from accel.storage import CheckRecord
 from accel.tasks.checks import LEVELS, CheckResult
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generate import GeneratedSkill, record_skill
 from accel.tasks.progress import stage_progress
+from accel.tasks.stage_run import open_stage_run
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
 DEFAULT_CHECK_TIMEOUT_S = 300.0
@@ -190,33 +188,11 @@ def validate(
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
     manifest = read_manifest(skill_dir)
     started = time.perf_counter()
-    settings = get_settings()
-    store = ResultsStore(settings.results_path, settings.db_timeout_s) if record else None
-    own_run = run_id is None
-    run_id = run_id or str(uuid.uuid4())
-    if store is not None:
-        record_skill(
-            GeneratedSkill(skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest),
-            store,
-        )
-        if own_run:
-            store.record_run(
-                RunRecord(
-                    run_id=run_id,
-                    kind="test",
-                    trigger=trigger,
-                    status="running",
-                    params={
-                        "skill_id": manifest["skill_id"],
-                        "level": level,
-                        "target": manifest["target"]["target"],
-                    },
-                )
-            )
+    stage = open_stage_run("test", skill_dir, manifest, {"level": level}, run_id, trigger, record)
     results = run_checks(skill_dir, LEVELS[level], timeout_s, progress)
     status = "passed" if all(r.status in ("passed", "skipped") for r in results) else "failed"
     report = TestReport(
-        run_id=run_id,
+        run_id=stage.run_id,
         skill_id=manifest["skill_id"],
         skill_path=skill_dir,
         target=manifest["target"]["target"],
@@ -225,11 +201,11 @@ def validate(
         checks=results,
         seconds=round(time.perf_counter() - started, 3),
     )
-    if store is not None:
-        store.record_checks(
+    if stage.store is not None:
+        stage.store.record_checks(
             [
                 CheckRecord(
-                    run_id=run_id,
+                    run_id=stage.run_id,
                     skill_id=report.skill_id,
                     check=r.check,
                     status=r.status,
@@ -243,13 +219,8 @@ def validate(
                 for r in results
             ]
         )
-        if own_run:
-            failed = [r.check for r in results if r.status in ("failed", "error")]
-            store.finish_run(
-                run_id,
-                "completed" if status == "passed" else "failed",
-                f"{level}: failed {', '.join(failed)}" if failed else f"{level}: all checks passed",
-            )
+    failed = [r.check for r in results if r.status in ("failed", "error")]
+    stage.finish(not failed, f"{level}: failed {', '.join(failed)}" if failed else f"{level}: all checks passed")
     return report
 
 

@@ -1,0 +1,61 @@
+"""The run row a stage (test, benchmark) records when called on its own, and the skill it works on.
+
+Inside a flow the flow's run owns the row; called alone (the CLI), the stage records one of its own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from accel.settings import get_settings
+from accel.storage import ResultsStore, RunRecord
+from accel.tasks.environment import record_this_environment
+from accel.tasks.generate import GeneratedSkill, record_skill
+
+
+@dataclass
+class StageRun:
+    run_id: str
+    store: ResultsStore | None
+    own: bool
+
+    def finish(self, ok: bool, message: str) -> None:
+        if self.store is not None and self.own:
+            self.store.finish_run(self.run_id, "completed" if ok else "failed", message)
+
+
+def open_stage_run(
+    kind: str,
+    skill_dir: Path,
+    manifest: dict[str, Any],
+    params: dict[str, Any],
+    run_id: str | None,
+    trigger: str,
+    record: bool,
+) -> StageRun:
+    """Record the skill, and a `kind` run unless `run_id` names the caller's; nothing when not `record`."""
+    if not record:
+        return StageRun(run_id=run_id or str(uuid.uuid4()), store=None, own=False)
+    settings = get_settings()
+    store = ResultsStore(settings.results_path, settings.db_timeout_s)
+    record_skill(
+        GeneratedSkill(skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest),
+        store,
+    )
+    if run_id is not None:
+        return StageRun(run_id=run_id, store=store, own=False)
+    stage = StageRun(run_id=str(uuid.uuid4()), store=store, own=True)
+    store.record_run(
+        RunRecord(
+            run_id=stage.run_id,
+            kind=kind,
+            trigger=trigger,
+            status="running",
+            environment_id=record_this_environment(store),
+            params={"skill_id": manifest["skill_id"], "target": manifest["target"]["target"], **params},
+        )
+    )
+    return stage
