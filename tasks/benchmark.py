@@ -31,6 +31,7 @@ from accel.settings import get_settings
 from accel.storage import MeasurementRecord, summarize
 from accel.tasks.device_lock import device_slot
 from accel.tasks.errors import SkillDirError
+from accel.tasks.model_lock import MODEL_LOADING
 from accel.tasks.progress import stage_progress
 from accel.tasks.render import TORCH_DTYPES
 from accel.tasks.stage_run import open_stage_run
@@ -166,7 +167,8 @@ def count_flops(manifest: dict[str, Any], shapes: list[tuple[int, int | None]]) 
     found: dict[tuple, float | None] = {}
     try:
         pristine = pristine_module(manifest)
-        reference = pristine.build_reference()
+        with MODEL_LOADING:
+            reference = pristine.build_reference()
     except Exception:  # no reference model here: FLOPs stay unknown, never guessed
         return {shape: None for shape in shapes}
     weight = next(reference.parameters())

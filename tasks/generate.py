@@ -31,6 +31,7 @@ from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
+from accel.tasks.model_lock import MODEL_LOADING
 from accel.tasks.progress import stage_progress
 from accel.tasks.render import (
     GENERATOR_VERSION,
@@ -209,7 +210,8 @@ def _build(
                 progress("load the reference model", 0.2)
                 dtype = TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
                 device = target.torch_device if target.runtime == "torch" else "cpu"
-                reference = module.build_reference(dtype=dtype, device=device)
+                with MODEL_LOADING:
+                    reference = module.build_reference(dtype=dtype, device=device)
             with silenced_output():
                 facts, validation = _try_exporter(
                     module, reference, target, exporter, artifact, iface, model.family, progress

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from accel.tasks.errors import ModelRefError
+from accel.tasks.model_lock import MODEL_LOADING
 
 # safetensors dtypes that hold weights; integer buffers (position ids, masks) are not parameters.
 _WEIGHT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2", "I8", "U8"}
@@ -82,7 +83,7 @@ def count_parameters(
     import transformers
 
     try:
-        with torch.device("meta"):
+        with MODEL_LOADING, torch.device("meta"):
             model = getattr(transformers, auto_class).from_config(config, trust_remote_code=trust_remote_code)
     except (ImportError, ValueError, TypeError, RuntimeError):
         return None, "unknown"

@@ -225,3 +225,27 @@ def test_the_catalogue_is_read_from_the_templates():
         assert {"cpu/torch", "cpu/onnxruntime", "cpu/openvino"} <= set(entry.targets_here)
         assert "cuda" in entry.hardware["torch"] and "xpu" in entry.hardware["openvino"]
     assert "text2text-generation" in entries["text2text"].tasks
+
+
+def test_generating_in_parallel_threads_leaves_later_model_loads_whole(tiny_models, tmp_path):
+    """transformers' loading flips process-wide state; two threads at once once left later models on meta."""
+    import threading
+
+    import transformers
+
+    errors = []
+
+    def make(name):
+        try:
+            generate(str(tiny_models[name]), "cpu/onnxruntime", out_dir=tmp_path / "skills", force=True)
+        except Exception as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=make, args=(name,)) for name in ("gpt2", "t5", "whisper")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    model = transformers.GPT2LMHeadModel.from_pretrained(tiny_models["gpt2"])
+    assert all(p.device.type == "cpu" for p in model.parameters())
