@@ -346,7 +346,8 @@ def generate(
     staging = out_dir / f".staging-{skill_id}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     try:
-        manifest = _build(model, target, template, iface, skill_id, staging, progress)
+        with MODEL_LOADING:  # exporters and output redirection are process-wide too: one generation at a time
+            manifest = _build(model, target, template, iface, skill_id, staging, progress)
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         progress("publish", 0.95)
