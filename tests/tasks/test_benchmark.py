@@ -72,11 +72,11 @@ def test_a_crashing_and_a_hanging_point_become_rows_while_the_others_complete(ti
     crashed = benchmark(crash, config)
     assert [m.status for m in crashed.measurements] == ["ok", "error", "ok"]
     assert "exited with code 7" in crashed.measurements[1].error
-    hung = benchmark(hang, config)
-    assert [m.status for m in hung.measurements] == ["ok", "timeout", "ok"]
-    assert "no result within 10 s" in hung.measurements[1].error
+    hung = benchmark(hang, config.model_copy(update={"batches": [2, 3], "point_timeout_s": 8}))
+    assert [m.status for m in hung.measurements] == ["timeout", "ok"]
+    assert "no result within 8 s" in hung.measurements[0].error
     store = ResultsStore(get_settings().results_path)
-    assert [m.status for m in store.measurements(run_id=hung.run_id)] == ["ok", "timeout", "ok"]
+    assert [m.status for m in store.measurements(run_id=hung.run_id)] == ["timeout", "ok"]
     assert store.get_run(hung.run_id).status == "failed"
 
 
