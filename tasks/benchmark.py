@@ -1,7 +1,7 @@
 """The benchmark stage: measurements an engineer can trust.
 
 Each point (scenario x batch x sequence length) is measured in a fresh process (tasks/bench_runner)
-while this process samples its memory every 5 ms and otherwise sleeps; warmup first, then timed
+while this process sleeps (the kernel keeps its peak RSS, read at the end); warmup first, then timed
 calls until a minimum count AND a minimum duration are met, capped by a maximum duration. One
 benchmark holds the device at a time. A point that crashes, runs out of memory or hangs becomes a
 row with that status and its message, and the other points go on. Each row is recorded as soon as
@@ -16,19 +16,19 @@ import selectors
 import signal
 import subprocess
 import sys
-import threading
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 from prefect import task
 from pydantic import BaseModel, Field
 
 from accel.hardware.peak_flops import peak_flops
 from accel.settings import get_settings
 from accel.storage import MeasurementRecord, summarize
+from accel.tasks.bench_runner import peak_rss_of
 from accel.tasks.device_lock import device_slot
 from accel.tasks.errors import SkillDirError
 from accel.tasks.model_lock import MODEL_LOADING
@@ -38,8 +38,7 @@ from accel.tasks.stage_run import open_stage_run
 from accel.tasks.validate import current_flow_run_id, read_manifest
 
 Progress = Callable[[str, float], None]
-RSS_INTERVAL_S = 0.005
-CHILDREN_REFRESH_S = 0.5
+EXIT_GRACE_S = 30.0  # after its report, a benchmark process gets this long to exit before it is killed
 TEXT_FAMILIES = ("text-encoder", "text-generation", "text2text")
 
 
@@ -65,96 +64,69 @@ class BenchReport(BaseModel):
     seconds: float
 
 
-class _MemoryWatch:
-    """Peak RSS of a process and its children, sampled every 5 ms by a thread that sleeps in between.
-
-    Each sample reads only /proc/<pid>/statm of the known processes; the list of children (a scan of
-    every process) is refreshed twice a second, so the watch takes next to no CPU from the measurement.
-    """
-
-    def __init__(self, pid: int):
-        self.peak = 0
-        self._stop = threading.Event()
-        self._root = psutil.Process(pid)
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        processes, refreshed = [self._root], 0.0
-        while not self._stop.wait(RSS_INTERVAL_S):
-            now = time.monotonic()
-            if now - refreshed > CHILDREN_REFRESH_S:
-                try:
-                    processes, refreshed = [self._root, *self._root.children(recursive=True)], now
-                except psutil.Error:
-                    return
-            total = 0
-            for process in processes:
-                try:
-                    total += process.memory_info().rss
-                except psutil.Error:
-                    continue
-            self.peak = max(self.peak, total)
-
-    def stop(self) -> int:
-        self._stop.set()
-        self._thread.join()
-        return self.peak
+def _reap(process: subprocess.Popen, grace_s: float) -> int:
+    """Wait for a benchmark process to end, killing its group after `grace_s`; its exit code."""
+    try:
+        return process.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        return process.wait()
 
 
-def _spawn_point(skill_dir: Path, point: dict[str, Any], timeout_s: float) -> tuple[dict[str, Any], int]:
-    """Run one point in a fresh process; (what it reported or why it has nothing, peak RSS)."""
+def _spawn_point(skill_dir: Path, point: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+    """Run one point in a fresh process; what it reported (its peak RSS included), or why it has nothing."""
     read_fd, write_fd = os.pipe()
     env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "accel.tasks.bench_runner",
-            str(skill_dir),
-            "--point",
-            json.dumps(point),
-            "--report-fd",
-            str(write_fd),
-        ],
-        pass_fds=(write_fd,),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(write_fd)
-    watch = _MemoryWatch(process.pid)
-    data = b""
-    deadline = time.monotonic() + timeout_s
-    timed_out = False
-    with selectors.DefaultSelector() as selector:
-        selector.register(read_fd, selectors.EVENT_READ)
-        while True:  # blocks in select: the parent takes no CPU from the measurement
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                timed_out = True
-                os.killpg(process.pid, signal.SIGKILL)
-                break
-            chunk = os.read(read_fd, 1 << 20)
-            if not chunk:
-                break
-            data += chunk
-    os.close(read_fd)
-    stderr = process.communicate()[1].decode(errors="replace").strip().splitlines()
-    peak = watch.stop()
+    with tempfile.TemporaryFile() as stderr_file:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "accel.tasks.bench_runner",
+                str(skill_dir),
+                "--point",
+                json.dumps(point),
+                "--report-fd",
+                str(write_fd),
+            ],
+            pass_fds=(write_fd,),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(write_fd)
+        data = b""
+        deadline = time.monotonic() + timeout_s
+        timed_out = False
+        with selectors.DefaultSelector() as selector:
+            selector.register(read_fd, selectors.EVENT_READ)
+            while True:  # blocks in select: this process takes no CPU from the measurement
+                if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
+                    timed_out, peak = True, peak_rss_of(process.pid)
+                    os.killpg(process.pid, signal.SIGKILL)
+                    break
+                chunk = os.read(read_fd, 1 << 20)
+                if not chunk:
+                    break
+                data += chunk
+        os.close(read_fd)
+        code = _reap(process, EXIT_GRACE_S)
+        stderr_file.seek(0)
+        stderr = stderr_file.read().decode(errors="replace").strip().splitlines()
     if timed_out:
         return {
             "status": "timeout",
             "error": f"no result within {timeout_s:.0f} s; the process was killed",
-        }, peak
+            "peak_rss_bytes": peak,
+        }
     if data.strip():
-        return json.loads(data), peak
-    code = process.returncode
+        return json.loads(data)
     how = f"was killed by {signal.Signals(-code).name}" if code < 0 else f"exited with code {code}"
     tail = " / ".join(stderr[-6:])
     status = "oom" if code == -signal.SIGKILL else "error"  # the kernel's OOM killer sends SIGKILL
-    return {"status": status, "error": f"the benchmark process {how} without a result. {tail}"[:2000]}, peak
+    return {"status": status, "error": f"the benchmark process {how} without a result. {tail}"[:2000]}
 
 
 def count_flops(manifest: dict[str, Any], shapes: list[tuple[int, int | None]]) -> dict[tuple, float | None]:
@@ -216,7 +188,6 @@ def _row(
     manifest: dict[str, Any],
     point: dict[str, Any],
     found: dict[str, Any],
-    peak_rss: int,
     flops: float | None,
     peak: float | None,
     loads: tuple[float, float],
@@ -234,7 +205,7 @@ def _row(
         "warmup": point["warmup"],
         "load_before": loads[0],
         "load_after": loads[1],
-        "peak_rss_bytes": peak_rss or None,
+        "peak_rss_bytes": found.get("peak_rss_bytes"),
         "peak_flops": peak,
     }
     details: dict[str, Any] = {"waited_for_device_s": round(waited_s, 3)}
@@ -326,13 +297,12 @@ def benchmark(
                         number / len(points),
                     )
                 before = os.getloadavg()[0]
-                found, peak_rss = _spawn_point(skill_dir, point, timeout_s)
+                found = _spawn_point(skill_dir, point, timeout_s)
                 row = _row(
                     stage.run_id,
                     manifest,
                     point,
                     found,
-                    peak_rss,
                     flops.get((point["batch"], point["seq"])),
                     peak,
                     (before, os.getloadavg()[0]),

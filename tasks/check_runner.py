@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from accel.tasks.checks import NEEDS, CheckResult, Context, pristine_module, run_check
-from accel.tasks.render import import_skill
+from accel.tasks.skill_module import import_skill
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -486,8 +486,9 @@ def pristine_module(manifest: dict[str, Any]) -> ModuleType:
     from accel.hardware import Target
     from accel.tasks.interface import build_interface
     from accel.tasks.model_files import load_config
-    from accel.tasks.render import import_skill, render_skill
+    from accel.tasks.render import render_skill
     from accel.tasks.resolve import resolve_model
+    from accel.tasks.skill_module import import_skill
 
     model = resolve_model(manifest["model"]["path"]).model_copy(update={"ref": manifest["model"]["ref"]})
     source = render_skill(

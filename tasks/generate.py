@@ -37,12 +37,12 @@ from accel.tasks.render import (
     GENERATOR_VERSION,
     TORCH_DTYPES,
     device_for,
-    import_skill,
     render_context,
     skill_id_for,
     template_for,
 )
 from accel.tasks.resolve import MODEL_FILE_PATTERNS, ResolvedModel, resolve_model
+from accel.tasks.skill_module import import_skill
 from accel.tasks.tolerances import Comparison, compare_outputs, tolerance_for
 
 _GENERATION_CHECK_TOKENS = 4

@@ -7,11 +7,7 @@ template builds for this model, not whatever the skill under test says its refer
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
-import sys
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from accel.hardware import Target
@@ -98,20 +94,6 @@ def render_context(
         "use_cache": iface.use_cache,
         "seq_meaning": iface.seq_meaning,
     }
-
-
-def import_skill(path: Path, name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(name, None)
-        raise
-    return module
 
 
 def render_skill(model: ResolvedModel, target: Target, iface: Interface, artifact: str) -> str:

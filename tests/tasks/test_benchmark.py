@@ -51,6 +51,19 @@ def test_the_maximum_duration_caps_a_point(tiny_skill):
     assert m.status == "ok" and 0.3 <= m.details["end"] - m.details["start"] < 1.5 and m.iterations < 10**6
 
 
+def test_peak_memory_catches_a_spike_no_sampler_would_see(tiny_skill, tmp_path):
+    # 400 MB touched and freed within one call: the kernel's high-water mark still has it
+    spike = plant(
+        tiny_skill("bert", "cpu/onnxruntime").path,
+        tmp_path,
+        "spike",
+        "        if len(inputs['input_ids']) == 2:\n            np.ones(50_000_000).sum()\n",
+    )
+    config = BenchConfig(batches=[1, 2], seqs=[8], threads=1, **QUICK)
+    small, big = benchmark(spike, config, record=False).measurements
+    assert big.peak_rss_bytes - small.peak_rss_bytes > 350 << 20
+
+
 def test_generation_reports_prefill_decode_and_tokens_per_second(tiny_skill):
     config = BenchConfig(batches=[2], seqs=[8], scenarios=["generate"], new_tokens=6, **QUICK)
     m = benchmark(tiny_skill("gpt2", "cpu/onnxruntime").path, config, record=False).measurements[0]
@@ -72,9 +85,11 @@ def test_a_crashing_and_a_hanging_point_become_rows_while_the_others_complete(ti
     crashed = benchmark(crash, config)
     assert [m.status for m in crashed.measurements] == ["ok", "error", "ok"]
     assert "exited with code 7" in crashed.measurements[1].error
+    assert crashed.measurements[1].peak_rss_bytes is None  # died before reporting it: unknown, not guessed
     hung = benchmark(hang, config.model_copy(update={"batches": [2, 3], "point_timeout_s": 8}))
     assert [m.status for m in hung.measurements] == ["timeout", "ok"]
     assert "no result within 8 s" in hung.measurements[0].error
+    assert hung.measurements[0].peak_rss_bytes > 50 << 20  # read before the kill
     store = ResultsStore(get_settings().results_path)
     assert [m.status for m in store.measurements(run_id=hung.run_id)] == ["timeout", "ok"]
     assert store.get_run(hung.run_id).status == "failed"
