@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,8 +11,10 @@ from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress
 from accel.cli.skills import skill_dir_or_generate
 from accel.settings import get_settings
 from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ResultsStore, compare_runs
-from accel.tasks.benchmark import BenchConfig, BenchReport, benchmark
 from accel.tasks.errors import SkillDirError
+
+if TYPE_CHECKING:
+    from accel.tasks.benchmark import BenchReport
 
 _VERDICT_STYLE = {"improved": "green", "regressed": "bold red", "unchanged": "dim", "inconclusive": "yellow"}
 
@@ -89,6 +91,8 @@ def bench_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Benchmark a skill over a batch x sequence matrix; every point measured in a fresh process."""
+    from accel.tasks.benchmark import BenchConfig, benchmark  # here: the stage imports torch and prefect
+
     config = BenchConfig(
         batches=_ints(batch, "--batch"),
         seqs=_ints(seq, "--seq") or [None],

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
-from accel.tasks.generate import GeneratedSkill, generate, record_skill, template_catalogue
+
+if TYPE_CHECKING:
+    from accel.tasks.generate import GeneratedSkill
 
 
 def _summary(skill: GeneratedSkill) -> Table:
@@ -50,6 +52,8 @@ def generate_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Generate the standalone implementation (skill) of a model for one target, checked against the model."""
+    from accel.tasks.generate import generate, record_skill  # here: the generator imports torch
+
     with progress_bar(json_output) as progress:
         task = progress.add_task("generate", total=1.0)
         skill = generate(
@@ -68,6 +72,8 @@ def generate_command(
 
 def templates_command(json_output: JsonFlag = False) -> None:
     """List the skill templates: family, tasks, runtimes, and the targets this machine can run them on."""
+    from accel.tasks.generate import template_catalogue
+
     entries = template_catalogue()
     if json_output:
         emit_json([e.model_dump() for e in entries])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json
 from accel.hardware import detect, parse_targets, target_status
-from accel.tasks.resolve import ResolvedModel, resolve_model
+
+if TYPE_CHECKING:
+    from accel.tasks.resolve import ResolvedModel
 
 models_app = typer.Typer(help="Resolve and inspect models.", no_args_is_help=True)
 
@@ -65,6 +67,8 @@ def resolve(
     json_output: JsonFlag = False,
 ) -> None:
     """Resolve REF to a local directory; print its path, revision, family, task, architecture and size."""
+    from accel.tasks.resolve import resolve_model  # here: resolution imports transformers
+
     targets = parse_targets(target) if target else []  # bad targets fail before any slow work
     model = resolve_model(ref, allow_download=download or None, trust_remote_code=trust_remote_code)
     statuses = []

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generate import generate
 
 
 def skill_dir_or_generate(skill: str, target: str | None, command: str, progress: Callable[[str, float], None]) -> Path:
+    from accel.tasks.generate import generate  # here: the generator imports torch
+
     path = Path(skill).expanduser()
     if (path / "manifest.json").is_file():
         return path

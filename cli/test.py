@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, progress_bar
 from accel.cli.skills import skill_dir_or_generate
-from accel.tasks.checks import LEVELS
+from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS
 from accel.tasks.errors import SkillDirError
-from accel.tasks.validate import DEFAULT_CHECK_TIMEOUT_S, TestReport, validate
+
+if TYPE_CHECKING:
+    from accel.tasks.validate import TestReport
 
 _STYLE = {"passed": "green", "failed": "red", "error": "bold red", "skipped": "dim"}
 
@@ -48,6 +50,8 @@ def test_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Test a skill against its reference model; exit 0 when every check passed, 1 when one failed."""
+    from accel.tasks.validate import validate  # here: the stage imports prefect
+
     if level not in LEVELS:
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
     with progress_bar(json_output, bar=False) as progress:

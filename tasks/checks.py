@@ -463,6 +463,7 @@ LEVELS: dict[str, tuple[str, ...]] = {
     "comprehensive": tuple(c for c in CHECKS if c != "load_close_cycle"),
     "fault_tolerance": (*_BASIC, "bad_input", "load_close_cycle"),
 }
+DEFAULT_CHECK_TIMEOUT_S = 300.0  # how long one check may take before it is an error
 # What a check needs to have passed first; when it did not, the check is skipped and says why.
 NEEDS: dict[str, tuple[str, ...]] = {name: ("loads",) for name in CHECKS if name != "loads"}
 NEEDS["finite"] = ("loads", "forward_shapes")

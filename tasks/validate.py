@@ -23,13 +23,12 @@ from prefect import task
 from pydantic import BaseModel
 
 from accel.storage import CheckRecord
-from accel.tasks.checks import LEVELS, CheckResult
+from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, CheckResult
 from accel.tasks.errors import SkillDirError
 from accel.tasks.progress import stage_progress
 from accel.tasks.stage_run import open_stage_run
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
-DEFAULT_CHECK_TIMEOUT_S = 300.0
 Progress = Callable[[str, float], None]
 
 

@@ -101,3 +101,12 @@ def test_the_console_script_prints_no_traceback_on_bad_input(tmp_path):
     assert result.returncode == 2
     assert result.stdout == "" and "Traceback" not in result.stderr
     assert result.stderr.startswith("accel: error: model directory")
+
+
+def test_the_cli_starts_without_importing_the_ml_stack():
+    # `accel --help`, `accel hardware` and bad-input errors answer at once; torch and transformers
+    # load only in the commands that use them
+    heavy = "('torch', 'transformers', 'prefect')"
+    code = f"import sys, accel.cli.main; print(sorted(m for m in {heavy} if m in sys.modules))"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert result.stdout.strip() == "[]"
