@@ -16,7 +16,10 @@ app = FastAPI(title="accel", version=__version__, summary="Generate, test and be
 
 @app.get("/api/health")
 async def health() -> dict:
-    """Whether the API is up, and whether it reaches Prefect and the results store."""
+    """Whether the API is up, and whether it reaches Prefect and the results store.
+
+    `status` is `ok` only when Prefect answers; `degraded` says the API runs but cannot reach it.
+    """
     from prefect.settings import PREFECT_API_URL
 
     prefect_url = PREFECT_API_URL.value()
@@ -30,7 +33,7 @@ async def health() -> dict:
             prefect = f"unreachable: {type(err).__name__}"
     results = get_settings().results_path
     return {
-        "status": "ok",
+        "status": "ok" if prefect == "ok" else "degraded",  # up, but cannot start or follow runs
         "version": __version__,
         "prefect_api_url": prefect_url,
         "prefect": prefect,

@@ -97,18 +97,12 @@ def main() -> None:
             b = through_prefect(model, "cpu/onnxruntime")
             print(f"round {round_ + 1}: direct {a:.2f} s, pipeline flow {b:.2f} s, overhead {b - a:+.2f} s")
 
-        from accel.cli.services import _ensure_pools
+        from accel.cli.services import deploy, ensure_pools, worker_command_line
 
-        _ensure_pools(api, ["accel-cpu"])
-        subprocess.run(
-            [prefect, "--no-prompt", "deploy", "-n", "chain/cpu", "--prefect-file", str(ROOT / "prefect.yaml")],
-            cwd=ROOT,
-            env=env,
-            check=True,
-            capture_output=True,
-        )
+        ensure_pools(api, ["accel-cpu"])
+        deploy(ROOT, env, ["chain/cpu"])
         worker = subprocess.Popen(
-            [prefect, "worker", "start", "--pool", "accel-cpu", "--type", "process"],
+            worker_command_line("accel-cpu"),
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -96,7 +96,8 @@ def _port_free(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) != 0
 
 
-def _ensure_pools(api_url: str, names: list[str]) -> None:
+def ensure_pools(api_url: str, names: list[str]) -> None:
+    """Create the process work pools `names` on the server at `api_url` (those that exist are kept)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
@@ -110,6 +111,27 @@ def _ensure_pools(api_url: str, names: list[str]) -> None:
                         name=name, type="process", description=f"accel: chains for {name.removeprefix('accel-')}"
                     )
                 )
+
+
+def deploy(root: Path, env: dict[str, str], names: list[str] | None = None, timeout_s: float | None = None) -> None:
+    """`prefect deploy` the deployments `names` of root/prefect.yaml (all when None); RuntimeError if it fails."""
+    selection = [arg for name in names for arg in ("-n", name)] if names else ["--all"]
+    deployed = subprocess.run(
+        [_executable("prefect"), "--no-prompt", "deploy", *selection, "--prefect-file", str(root / "prefect.yaml")],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    if deployed.returncode != 0:
+        raise RuntimeError(f"prefect deploy failed: {(deployed.stdout + deployed.stderr).strip()[-2000:]}")
+
+
+def worker_command_line(pool: str, name: str | None = None) -> list[str]:
+    """The `prefect worker start` command of a process worker on `pool` (named after this host by default)."""
+    name = name or f"{pool}-{socket.gethostname()}"
+    return [_executable("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
 
 
 def _service_env(api_url: str) -> dict[str, str]:
@@ -159,45 +181,16 @@ def up_command(
             env,
         )
         _wait_http(f"{api_url}/health", server, 180, "the Prefect server", supervisor.log_dir / "prefect-server.log")
-        _ensure_pools(api_url, [work_pool_name(hw) for hw in HARDWARE])
+        ensure_pools(api_url, [work_pool_name(hw) for hw in HARDWARE])
         root = project_root()
         if root is None:
             err_console.print("[yellow]no prefect.yaml (accel is not running from a checkout): no deployments[/]")
         else:
             err_console.print("deploying prefect.yaml ...")
-            deploy = subprocess.run(
-                [
-                    _executable("prefect"),
-                    "--no-prompt",
-                    "deploy",
-                    "--all",
-                    "--prefect-file",
-                    str(root / "prefect.yaml"),
-                ],
-                cwd=root,
-                env=env,
-                capture_output=True,
-                text=True,
-            )
-            if deploy.returncode != 0:
-                raise RuntimeError(f"prefect deploy failed: {(deploy.stdout + deploy.stderr).strip()[-800:]}")
+            deploy(root, env)
         hardware = detect().hardware if workers else []
         for hw in hardware:
-            supervisor.start(
-                f"worker-{hw}",
-                [
-                    _executable("prefect"),
-                    "worker",
-                    "start",
-                    "--pool",
-                    work_pool_name(hw),
-                    "--type",
-                    "process",
-                    "--name",
-                    f"{work_pool_name(hw)}-{socket.gethostname()}",
-                ],
-                env,
-            )
+            supervisor.start(f"worker-{hw}", worker_command_line(work_pool_name(hw)), env)
         api = supervisor.start(
             "api",
             [
@@ -260,18 +253,8 @@ def worker_command(
     except httpx.HTTPError as err:
         raise SkillDirError(f"the Prefect server at {api_url} does not answer: {err}") from None
     pool = work_pool_name(hardware)
-    _ensure_pools(api_url, [pool])
+    ensure_pools(api_url, [pool])
     env = _service_env(api_url)
-    command = [
-        _executable("prefect"),
-        "worker",
-        "start",
-        "--pool",
-        pool,
-        "--type",
-        "process",
-        "--name",
-        f"{pool}-{socket.gethostname()}",
-    ]
+    command = worker_command_line(pool)
     _default_sigint()
     os.execve(command[0], command, env)  # the worker takes this process over: signals reach it directly

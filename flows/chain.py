@@ -14,8 +14,7 @@ from pydantic import BaseModel
 
 from accel.flows.runs import recorded_run, store
 from accel.hardware import Target
-from accel.storage import MeasurementRecord
-from accel.tasks.benchmark import BenchConfig, benchmark_skill
+from accel.tasks.benchmark import BenchConfig, benchmark_skill, skipped_rows
 from accel.tasks.errors import GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError
 from accel.tasks.generate import generate_skill
 from accel.tasks.progress import emit_progress
@@ -43,22 +42,6 @@ class ChainResult(BaseModel):
     seq: int | None = None
     measurements_ok: int = 0
     measurements_total: int = 0
-
-
-def _skipped_rows(run_id: str, skill_id: str, config: BenchConfig, reason: str) -> list[MeasurementRecord]:
-    return [
-        MeasurementRecord(
-            run_id=run_id,
-            skill_id=skill_id,
-            scenario="forward",
-            batch=batch,
-            seq=seq or 0,
-            status="skipped",
-            error=reason,
-        )
-        for batch in config.batches
-        for seq in config.seqs
-    ]
 
 
 @flow(name="chain", persist_result=True, log_prints=True, flow_run_name="{model} on {target}")
@@ -95,7 +78,7 @@ def chain(
         if not report.passed:
             failed = [f"{c.check} ({c.status})" for c in report.checks if c.status in ("failed", "error")]
             result.message = f"tests failed: {', '.join(failed)}; benchmark skipped"
-            store().record_measurements(_skipped_rows(run.run_id, skill.skill_id, config, result.message))
+            store().record_measurements(skipped_rows(skill.path, config, run.run_id, result.message))
             run.fail(result.message)
             return result
 

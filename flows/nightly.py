@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 from accel.flows.pipeline import PipelineResult, pipeline
 from accel.flows.runs import recorded_run, store
 from accel.settings import project_root
-from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, PointComparison, compare_runs
+from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, PointComparison, compare_runs, run_measurements
 from accel.tasks.benchmark import BenchConfig
 
 REGRESSION_EVENT = "accel.regression.detected"
@@ -60,13 +60,8 @@ def previous_nightly(current: str) -> str | None:
         "(SELECT started_at FROM runs WHERE run_id = ?) ORDER BY r.started_at DESC",
         [current, current],
     )
-    for row in rows:
-        try:
-            compare_runs(store(), row["run_id"], row["run_id"])
-            return row["run_id"]
-        except KeyError:  # that night measured nothing
-            continue
-    return None
+    results = store()
+    return next((row["run_id"] for row in rows if run_measurements(results, row["run_id"])), None)
 
 
 def _markdown(run_id: str, previous: str | None, comparisons: list[PointComparison]) -> str:
@@ -82,7 +77,7 @@ def _markdown(run_id: str, previous: str | None, comparisons: list[PointComparis
         "|" + " --- |" * 8,
     ]
     for c in sorted(comparisons, key=lambda c: c.change.verdict != "regressed"):
-        p50 = f"{c.old_p50_ms or 0:.2f} -> {c.new_p50_ms or 0:.2f}"
+        p50 = " -> ".join("-" if v is None else f"{v:.2f}" for v in (c.old_p50_ms, c.new_p50_ms))
         verdict = f"**{c.change.verdict}**" if c.change.verdict == "regressed" else c.change.verdict
         lines.append(
             f"| {c.model_ref} | {c.target} | {c.scenario} | {c.batch} | {c.seq} | {p50} | {verdict}"

@@ -10,8 +10,8 @@ from typing import Any
 from prefect.runtime import flow_run
 
 from accel.settings import get_settings
-from accel.storage import ResultsStore, RunRecord
-from accel.tasks.environment import record_this_environment
+from accel.storage import ResultsStore
+from accel.tasks.stage_run import start_run
 
 
 class RunHandle:
@@ -37,17 +37,7 @@ def recorded_run(
     run_id = str(flow_run.id) if flow_run.id else str(uuid.uuid4())
     parent = parent_run_id or (str(flow_run.parent_flow_run_id) if flow_run.parent_flow_run_id else None)
     results = store()
-    results.record_run(
-        RunRecord(
-            run_id=run_id,
-            kind=kind,
-            status="running",
-            params=params,
-            parent_run_id=parent,
-            trigger=trigger,
-            environment_id=record_this_environment(results),
-        )
-    )
+    start_run(results, run_id, kind, params, trigger, parent)
     handle = RunHandle(run_id)
     try:
         yield handle

@@ -3,7 +3,7 @@
 Imports nothing else of accel: callers pass the file path (`Settings.results_path`).
 """
 
-from accel.storage.compare import PointComparison, compare_runs
+from accel.storage.compare import PointComparison, compare_runs, run_measurements
 from accel.storage.connection import StoreBusyError
 from accel.storage.migrations import MIGRATIONS, migrate, schema_version
 from accel.storage.records import (
@@ -34,6 +34,7 @@ __all__ = [
     "compare_runs",
     "compare_samples",
     "migrate",
+    "run_measurements",
     "schema_version",
     "summarize",
 ]

@@ -36,6 +36,11 @@ class PointComparison(BaseModel):
     change: Change
 
 
+def run_measurements(store: ResultsStore, run_id: str) -> list[dict[str, Any]]:
+    """The measurements of a run and of the runs it started, with the model ref and target of each."""
+    return store.query(_MEASURED, [run_id])
+
+
 def _key(row: dict[str, Any]) -> tuple:
     return (row["model_ref"], row["target"], row["scenario"], row["batch"], row["seq"])
 
@@ -52,8 +57,8 @@ def compare_runs(
 
     Raises KeyError when a run has no measurements at all.
     """
-    old = {_key(r): r for r in store.query(_MEASURED, [old_run])}
-    new = {_key(r): r for r in store.query(_MEASURED, [new_run])}
+    old = {_key(r): r for r in run_measurements(store, old_run)}
+    new = {_key(r): r for r in run_measurements(store, new_run)}
     for run, rows in ((old_run, old), (new_run, new)):
         if not rows:
             raise KeyError(f"run {run!r} has no measurements in {store.path}")

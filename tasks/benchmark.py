@@ -183,6 +183,31 @@ def _points(config: BenchConfig, manifest: dict[str, Any]) -> list[dict[str, Any
     ]
 
 
+def _point_seq(manifest: dict[str, Any], point: dict[str, Any]) -> int:
+    """The seq a point is stored under: its own, else the skill's default length, 0 for no sequence axis."""
+    if point["seq"] is not None:
+        return int(point["seq"])
+    return int((manifest["dims"].get("seq") or {}).get("default", 0) or 0)
+
+
+def skipped_rows(skill_dir: str | Path, config: BenchConfig, run_id: str, reason: str) -> list[MeasurementRecord]:
+    """One `skipped` row, with the reason, for every point `config` would have measured on this skill."""
+    manifest = read_manifest(Path(skill_dir))
+    return [
+        MeasurementRecord(
+            run_id=run_id,
+            skill_id=manifest["skill_id"],
+            scenario=point["scenario"],
+            batch=point["batch"],
+            seq=_point_seq(manifest, point),
+            threads=point["threads"],
+            status="skipped",
+            error=reason,
+        )
+        for point in _points(config, manifest)
+    ]
+
+
 def _row(
     run_id: str,
     manifest: dict[str, Any],
@@ -194,13 +219,13 @@ def _row(
     noise_cv: float,
     waited_s: float,
 ) -> MeasurementRecord:
-    seq = point["seq"] if point["seq"] is not None else (manifest["dims"].get("seq") or {}).get("default", 0)
+    seq = _point_seq(manifest, point)
     base = {
         "run_id": run_id,
         "skill_id": manifest["skill_id"],
         "scenario": point["scenario"],
         "batch": point["batch"],
-        "seq": int(seq or 0),
+        "seq": seq,
         "threads": point["threads"],
         "warmup": point["warmup"],
         "load_before": loads[0],

@@ -27,6 +27,28 @@ class StageRun:
             self.store.finish_run(self.run_id, "completed" if ok else "failed", message)
 
 
+def start_run(
+    store: ResultsStore,
+    run_id: str,
+    kind: str,
+    params: dict[str, Any],
+    trigger: str | None,
+    parent_run_id: str | None = None,
+) -> None:
+    """Record a `kind` run as running now, on this machine's environment (finish it with store.finish_run)."""
+    store.record_run(
+        RunRecord(
+            run_id=run_id,
+            kind=kind,
+            status="running",
+            params=params,
+            parent_run_id=parent_run_id,
+            trigger=trigger,
+            environment_id=record_this_environment(store),
+        )
+    )
+
+
 def open_stage_run(
     kind: str,
     skill_dir: Path,
@@ -48,14 +70,6 @@ def open_stage_run(
     if run_id is not None:
         return StageRun(run_id=run_id, store=store, own=False)
     stage = StageRun(run_id=str(uuid.uuid4()), store=store, own=True)
-    store.record_run(
-        RunRecord(
-            run_id=stage.run_id,
-            kind=kind,
-            trigger=trigger,
-            status="running",
-            environment_id=record_this_environment(store),
-            params={"skill_id": manifest["skill_id"], "target": manifest["target"]["target"], **params},
-        )
-    )
+    params = {"skill_id": manifest["skill_id"], "target": manifest["target"]["target"], **params}
+    start_run(store, stage.run_id, kind, params, trigger)
     return stage

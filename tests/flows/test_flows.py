@@ -106,39 +106,13 @@ def test_a_chain_reached_through_a_deployment_runs_on_a_real_worker(prefect_api,
         "ACCEL_HOME": str(get_settings().home),
         "ACCEL_SKILLS": str(shared_skills),
     }
-    from accel.cli.services import _ensure_pools
+    from accel.cli.services import deploy, ensure_pools, worker_command_line
 
-    _ensure_pools(prefect_api, ["accel-cpu"])
-    deploy = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "--no-prompt",
-            "deploy",
-            "-n",
-            "chain/cpu",
-            "--prefect-file",
-            str(ROOT / "prefect.yaml"),
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-    assert deploy.returncode == 0, deploy.stdout[-2000:] + deploy.stderr[-2000:]
+    ensure_pools(prefect_api, ["accel-cpu"])
+    deploy(ROOT, env, ["chain/cpu"], timeout_s=180)  # raises with prefect's own output when it fails
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("prefect")),
-            "worker",
-            "start",
-            "--pool",
-            "accel-cpu",
-            "--type",
-            "process",
-            "--name",
-            "test-worker",
-        ],
+        worker_command_line("accel-cpu", "test-worker"),
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,

@@ -1,5 +1,6 @@
 """The benchmark stage: honest numbers, failures as data, one benchmark per device, regressions found."""
 
+import json
 import shutil
 import threading
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from accel.settings import get_settings
 from accel.storage import ResultsStore, compare_runs
-from accel.tasks.benchmark import BenchConfig, benchmark
+from accel.tasks.benchmark import BenchConfig, benchmark, skipped_rows
 from accel.tasks.errors import SkillDirError
 
 CALL = "        return self._backend.run(check_inputs(inputs))\n"
@@ -132,3 +133,13 @@ def test_bad_configurations_are_refused(tiny_skill, tmp_path):
         benchmark(tiny_skill("vit", "cpu/onnxruntime").path, BenchConfig(scenarios=["generate"]), record=False)
     with pytest.raises(SkillDirError, match="not a skill directory"):
         benchmark(tmp_path, record=False)
+
+
+def test_skipped_rows_name_every_point_the_config_would_have_measured(tiny_skill):
+    skill = tiny_skill("gpt2", "cpu/onnxruntime").path
+    rows = skipped_rows(skill, BenchConfig(batches=[1, 4], seqs=[None, 16]), "run-x", "tests failed")
+    default_seq = json.loads((skill / "manifest.json").read_text())["dims"]["seq"]["default"]
+    assert {(m.scenario, m.batch, m.seq) for m in rows} == {
+        (scenario, batch, seq) for scenario in ("forward", "generate") for batch in (1, 4) for seq in (default_seq, 16)
+    }
+    assert all(m.status == "skipped" and m.error == "tests failed" and m.run_id == "run-x" for m in rows)
