@@ -31,11 +31,12 @@ from accel.storage import MeasurementRecord, summarize
 from accel.tasks.bench_runner import peak_rss_of
 from accel.tasks.device_lock import device_slot
 from accel.tasks.errors import SkillDirError
+from accel.tasks.manifest import read_manifest
 from accel.tasks.model_lock import MODEL_LOADING
 from accel.tasks.progress import stage_progress
 from accel.tasks.render import TORCH_DTYPES
 from accel.tasks.stage_run import open_stage_run
-from accel.tasks.validate import current_flow_run_id, read_manifest
+from accel.tasks.validate import current_flow_run_id
 
 Progress = Callable[[str, float], None]
 EXIT_GRACE_S = 30.0  # after its report, a benchmark process gets this long to exit before it is killed
@@ -134,7 +135,7 @@ def count_flops(manifest: dict[str, Any], shapes: list[tuple[int, int | None]]) 
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from accel.tasks.checks import pristine_module
+    from accel.tasks.reference import pristine_module
 
     found: dict[tuple, float | None] = {}
     try:

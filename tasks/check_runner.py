@@ -13,7 +13,8 @@ import os
 import sys
 from pathlib import Path
 
-from accel.tasks.checks import NEEDS, CheckResult, Context, pristine_module, run_check
+from accel.tasks.checks import NEEDS, CheckResult, Context, run_check
+from accel.tasks.reference import pristine_module
 from accel.tasks.skill_module import import_skill
 
 

@@ -7,10 +7,7 @@ never taken from the skill under test), the skill itself on other inputs, or wha
 
 from __future__ import annotations
 
-import atexit
 import gc
-import shutil
-import tempfile
 import time
 import wave
 import weakref
@@ -480,25 +477,3 @@ def run_check(name: str, ctx: Context) -> CheckResult:
         result = CheckResult(check=name, status="error", message=f"{type(err).__name__}: {err}"[:2000])
     result.duration_s = round(time.perf_counter() - started, 4)
     return result
-
-
-def pristine_module(manifest: dict[str, Any]) -> ModuleType:
-    """The skill as accel renders it for this manifest's model and target: the trusted side of every check."""
-    from accel.hardware import Target
-    from accel.tasks.interface import build_interface
-    from accel.tasks.model_files import load_config
-    from accel.tasks.render import render_skill
-    from accel.tasks.resolve import resolve_model
-    from accel.tasks.skill_module import import_skill
-
-    model = resolve_model(manifest["model"]["path"]).model_copy(update={"ref": manifest["model"]["ref"]})
-    source = render_skill(
-        model,
-        Target.parse(manifest["target"]["target"]),
-        build_interface(model, load_config(model.path)),
-        manifest["artifact"]["file"],
-    )
-    folder = Path(tempfile.mkdtemp(prefix="accel-pristine-"))
-    atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    (folder / "skill.py").write_text(source)
-    return import_skill(folder / "skill.py", f"_accel_pristine_{manifest['skill_id']}")

@@ -25,6 +25,7 @@ from pydantic import BaseModel
 from accel.storage import CheckRecord
 from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, CheckResult
 from accel.tasks.errors import SkillDirError
+from accel.tasks.manifest import read_manifest
 from accel.tasks.progress import stage_progress
 from accel.tasks.stage_run import open_stage_run
 
@@ -47,19 +48,6 @@ class TestReport(BaseModel):
     @property
     def passed(self) -> bool:
         return self.status == "passed"
-
-
-def read_manifest(skill_dir: Path) -> dict:
-    manifest = skill_dir / "manifest.json"
-    if not (skill_dir / "skill.py").is_file() or not manifest.is_file():
-        raise SkillDirError(
-            f"{skill_dir} is not a skill directory: it needs skill.py and manifest.json "
-            "(make one with `accel generate`)"
-        )
-    try:
-        return json.loads(manifest.read_text())
-    except ValueError as err:
-        raise SkillDirError(f"{manifest} is not valid JSON: {err}") from err
 
 
 def _describe_exit(code: int | None) -> str:
