@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from accel.hardware import TargetError
+from accel.hardware import Target, TargetError, detect, target_status
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.generate import generate, generate_skill, template_catalogue
 from accel.tasks.tolerances import Tolerance, compare_outputs, tolerance_for
@@ -196,13 +196,32 @@ def test_requests_that_cannot_be_served_are_refused_with_what_is_supported(tiny_
     assert not (tmp_path / "skills").exists() or not list((tmp_path / "skills").iterdir())
 
 
-def test_half_and_int8_precisions_generate_within_their_tolerances(tiny_models, tmp_path):
-    for target in ("cpu/torch:bf16", "cpu/onnxruntime:int8", "cpu/openvino:bf16"):
-        skill = generate(str(tiny_models["gpt2"]), target, out_dir=tmp_path)
-        validation = skill.manifest["validation"]
-        precision = target.split(":")[1]
-        assert validation["tolerance"]["atol"] == tolerance_for("text-generation", "", precision).atol
-        assert validation["max_abs_diff"] > 0, "a lower precision that matches fp32 exactly was not applied"
+@pytest.mark.parametrize("target", ["cpu/torch:bf16", "cpu/onnxruntime:int8", "cpu/openvino:bf16"])
+def test_half_and_int8_precisions_generate_within_their_tolerances_or_are_refused(tiny_models, tmp_path, target):
+    """What this machine runs comes from `target_status` (AVX2-only CPUs lack OpenVINO bf16): an available
+    lower precision generates and really applies; one the machine lacks is refused with the reason."""
+    status = target_status(Target.parse(target), detect())
+    if not status.available:
+        with pytest.raises(UnsupportedTargetError, match="cannot run on this machine") as refused:
+            generate(str(tiny_models["gpt2"]), target, out_dir=tmp_path / "skills")
+        assert status.reason in str(refused.value)
+        assert not (tmp_path / "skills").exists()
+        return
+    skill = generate(str(tiny_models["gpt2"]), target, out_dir=tmp_path)
+    validation = skill.manifest["validation"]
+    precision = target.split(":")[1]
+    assert validation["tolerance"]["atol"] == tolerance_for("text-generation", "", precision).atol
+    assert validation["max_abs_diff"] > 0, "a lower precision that matches fp32 exactly was not applied"
+
+
+def test_a_cpu_without_native_bf16_refuses_openvino_bf16_with_the_reason(tiny_models, tmp_path, monkeypatch):
+    """The AVX2-only case, on any machine: OpenVINO's CPU reports no BF16 capability."""
+    profile = detect().model_copy(deep=True)
+    profile.runtimes["openvino"].precisions["cpu"] = ["fp32"]
+    monkeypatch.setattr("accel.tasks.generate.detect", lambda: profile)
+    with pytest.raises(UnsupportedTargetError, match=r"cannot run on this machine.*runs only fp32"):
+        generate(str(tiny_models["gpt2"]), "cpu/openvino:bf16", out_dir=tmp_path / "skills")
+    assert not (tmp_path / "skills").exists()
 
 
 def test_the_prefect_task_generates_and_records_the_skill(tiny_models, tmp_path, accel_home):
