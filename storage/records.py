@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-RunStatus = Literal["initializing", "running", "completed", "failed", "cancelled"]
+RunStatus = Literal["initializing", "running", "completed", "failed", "cancelled", "crashed"]
 CheckStatus = Literal["passed", "failed", "skipped", "error"]
 MeasurementStatus = Literal["ok", "error", "oom", "timeout", "skipped"]
 
