@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from accel.flows.chain import ChainResult, chain
 from accel.flows.report import publish
-from accel.flows.runs import recorded_run
+from accel.flows.runs import reconcile_runs, record_final_state, recorded_run
 from accel.hardware import Target, parse_targets
 from accel.tasks.resolve import resolve_model
 
@@ -104,8 +104,14 @@ def _run_chain(
     if target.hardware in remote:
         for attempt in range(2):  # a lost worker (Crashed) is worth one more try; a failure is not
             state = _await_remote(target.hardware, params, pickup_timeout_s)
+            if state is not None:
+                try:  # a chain killed on its worker never closed its own row: record how Prefect saw it end
+                    record_final_state(str(state.state_details.flow_run_id), state)
+                except Exception as err:  # the row stays for reconcile_runs; the chain's outcome matters more
+                    logger.warning("could not record how chain %s ended: %s", state.state_details.flow_run_id, err)
             if state is None or not state.is_crashed() or attempt:
                 break
+            logger.warning("the chain of %s on %s crashed (%s): trying once more", model, target, state.message)
         if state is None:
             logger.warning("no accel-%s worker took %s on %s: running it here", target.hardware, model, target)
             remote.discard(target.hardware)  # and the rest of this hardware's chains too
@@ -130,6 +136,7 @@ def pipeline(
     parsed = parse_targets(targets)
     params = {"models": models, "targets": [str(t) for t in parsed], "level": level, "bench": bench or {}}
     logger = get_run_logger()
+    reconcile_runs()  # rows of earlier runs whose processes died are closed before new ones start
     with recorded_run("pipeline", params, parent_run_id, trigger) as run:
         resolved = {}
         results: list[ChainResult] = []

@@ -45,3 +45,64 @@ def recorded_run(
         results.finish_run(run_id, "failed", f"{type(err).__name__}: {err}"[:2000])
         raise
     results.finish_run(run_id, handle.status, handle.message)
+
+
+# Prefect's final state types -> the run status recorded for them.
+_FINAL_STATUS = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "cancelled", "CRASHED": "crashed"}
+# Rows only flows create: when Prefect has no flow run for one, the run is gone (its server was reset).
+_FLOW_ONLY_KINDS = ("pipeline", "chain", "nightly")
+
+
+def record_final_state(run_id: str, state: Any, results: ResultsStore | None = None) -> bool:
+    """Close the row of a flow run that ended without closing it itself (Crashed, Cancelled, killed).
+
+    A row the flow already closed is left as the flow wrote it. True when the row was changed.
+    """
+    status = _FINAL_STATUS.get(str(getattr(state, "type", "")).rsplit(".", 1)[-1].upper())
+    if status is None:
+        return False
+    results = results or store()
+    row = results.get_run(run_id)
+    if row is None or row.status not in ("initializing", "running"):
+        return False
+    message = f"Prefect: {state.name}" + (f": {state.message}" if getattr(state, "message", None) else "")
+    results.finish_run(run_id, status, message[:2000], finished_at=getattr(state, "timestamp", None))
+    return True
+
+
+def reconcile_runs(results: ResultsStore | None = None, older_than_s: float = 60.0) -> list[str]:
+    """Bring rows still `running` in line with Prefect: a flow run that is final, or gone, is recorded so.
+
+    Called by whoever waits on runs (the pipeline) and before runs are read; the run ids it changed.
+    """
+    from datetime import UTC, datetime, timedelta
+
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    results = results or store()
+    rows = results.query(
+        "SELECT run_id, kind, started_at FROM runs WHERE status IN ('initializing', 'running') AND started_at < ?",
+        [datetime.now(UTC) - timedelta(seconds=older_than_s)],
+    )
+    changed: list[str] = []
+    if not rows:
+        return changed
+    with get_client(sync_client=True) as client:
+        for row in rows:
+            try:
+                found = client.read_flow_run(uuid.UUID(row["run_id"]))
+            except ObjectNotFound:
+                if row["kind"] in _FLOW_ONLY_KINDS:
+                    results.finish_run(row["run_id"], "crashed", "Prefect has no record of this flow run any more")
+                    changed.append(row["run_id"])
+                continue
+            except Exception:  # not a flow-run id (a stage run started from the CLI), or Prefect is down
+                continue
+            if (
+                found.state is not None
+                and found.state.is_final()
+                and record_final_state(row["run_id"], found.state, results)
+            ):
+                changed.append(row["run_id"])
+    return changed
