@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -9,6 +10,7 @@ import typer
 from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
+from accel.tasks.errors import SkillDirError
 
 if TYPE_CHECKING:
     from accel.tasks.generate import GeneratedSkill
@@ -41,6 +43,20 @@ def _summary(skill: GeneratedSkill) -> Table:
     return grid
 
 
+def writable_folder(path: Path, what: str) -> Path:
+    """`path` as a folder this process can write skills into (made if missing), or SkillDirError saying why."""
+    path = path.expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise SkillDirError(f"{what} {path} cannot be created: {err.strerror or err}") from None
+    if not path.is_dir():
+        raise SkillDirError(f"{what} {path} is not a folder")
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise SkillDirError(f"{what} {path} is not writable by this user")
+    return path
+
+
 def generate_command(
     ref: Annotated[str, typer.Argument(help="Model ref: local directory, packaged model, or Hub id.")],
     target: Annotated[str, typer.Option("--target", "-t", help="HARDWARE/RUNTIME[:PRECISION], e.g. cpu/onnxruntime")],
@@ -54,6 +70,8 @@ def generate_command(
     """Generate the standalone implementation (skill) of a model for one target, checked against the model."""
     from accel.tasks.generate import generate, record_skill  # here: the generator imports torch
 
+    if out is not None:
+        writable_folder(out, "--out")
     with progress_bar(json_output) as progress:
         task = progress.add_task("generate", total=1.0)
         skill = generate(

@@ -70,6 +70,10 @@ def run_command(
     if level not in LEVELS:
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
     bench = {"batches": _ints(batch, "--batch"), "seqs": _ints(seq, "--seq"), "min_seconds": min_seconds}
+    from accel.tasks.resolve import resolve_model
+
+    for ref in models:  # a ref that names nothing is bad input, refused before any run starts
+        resolve_model(ref)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from accel.flows.pipeline import pipeline

@@ -152,13 +152,19 @@ def _service_env(api_url: str) -> dict[str, str]:
 
 
 def up_command(
-    prefect_port: Annotated[int, typer.Option("--prefect-port", help="Port of the Prefect server.")] = 4200,
-    api_port: Annotated[int | None, typer.Option("--api-port", help="Port of the accel API (ACCEL_API_PORT).")] = None,
+    prefect_port: Annotated[
+        int, typer.Option("--prefect-port", min=1, max=65535, help="Port of the Prefect server.")
+    ] = 4200,
+    api_port: Annotated[
+        int | None, typer.Option("--api-port", min=1, max=65535, help="Port of the accel API (ACCEL_API_PORT).")
+    ] = None,
     workers: Annotated[bool, typer.Option("--workers/--no-workers", help="Start a worker per hardware here.")] = True,
 ) -> None:
     """Start Prefect (server, work pools, deployments, one worker per hardware here) and the API; Ctrl-C stops all."""
     settings = get_settings()
     api_port = api_port or settings.api_port
+    if not 1 <= api_port <= 65535:
+        raise SkillDirError(f"ACCEL_API_PORT={api_port} is not a port: accepted 1-65535")
     host = "127.0.0.1"
     for port, what in ((prefect_port, "--prefect-port"), (api_port, "--api-port")):
         if not _port_free(host, port):
