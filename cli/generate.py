@@ -46,12 +46,12 @@ def _summary(skill: GeneratedSkill) -> Table:
 def writable_folder(path: Path, what: str) -> Path:
     """`path` as a folder this process can write skills into (made if missing), or SkillDirError saying why."""
     path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        raise SkillDirError(f"{what} {path} is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise SkillDirError(f"{what} {path} cannot be created: {err.strerror or err}") from None
-    if not path.is_dir():
-        raise SkillDirError(f"{what} {path} is not a folder")
     if not os.access(path, os.W_OK | os.X_OK):
         raise SkillDirError(f"{what} {path} is not writable by this user")
     return path
