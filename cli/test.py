@@ -9,7 +9,7 @@ from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, progress_bar
 from accel.cli.skills import skill_dir_or_generate
-from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS
+from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, MIN_CHECK_TIMEOUT_S, check_timeout
 from accel.tasks.errors import SkillDirError
 
 if TYPE_CHECKING:
@@ -45,15 +45,21 @@ def test_command(
     ] = None,
     level: Annotated[str, typer.Option("--level", "-l", help=f"Which checks: {', '.join(LEVELS)}.")] = "basic",
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds one check may take before it is an error.")
+        float,
+        typer.Option(
+            "--timeout",
+            help=f"Seconds one check may take before it is an error (at least {MIN_CHECK_TIMEOUT_S:g}; "
+            "the check process's start-up has a bound of its own).",
+        ),
     ] = DEFAULT_CHECK_TIMEOUT_S,
     json_output: JsonFlag = False,
 ) -> None:
-    """Test a skill against its reference model; exit 0 when every check passed, 1 when one failed."""
+    """Test a skill against its reference model; exit 0 when it passed, 1 when a check failed or errored."""
     from accel.tasks.validate import validate  # here: the stage imports prefect
 
     if level not in LEVELS:
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    check_timeout(timeout)
     with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("test", total=1.0)
         path = skill_dir_or_generate(skill, target, "test", lambda step, _: progress.update(task, description=step))
@@ -67,5 +73,7 @@ def test_command(
         emit_json(report.model_dump(mode="json"))
     else:
         console.print(_table(report))
+        if not report.passed:
+            console.print(f"[{_STYLE[report.status]}]{report.status}[/]: {report.message}")
     if not report.passed:
         raise typer.Exit(1)

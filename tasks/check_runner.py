@@ -2,7 +2,8 @@
 
 The test stage starts this in a process of its own, so a skill that crashes or hangs takes only this
 process down. Reports go to a file descriptor of their own (--report-fd), never stdout, which the
-skill and its libraries may write to.
+skill and its libraries may write to. Events: `ready` once the reference is rendered (the end of
+start-up), then `start` and `result` per check, `fatal` when start-up fails, `done` at the end.
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ import os
 import sys
 from pathlib import Path
 
-from accel.tasks.checks import NEEDS, CheckResult, Context, run_check
+from accel.tasks.checks import CHECKS, CheckResult, Context, run_check
+from accel.tasks.manifest import load_manifest
 from accel.tasks.reference import pristine_module
-from accel.tasks.skill_module import import_skill
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,22 +30,19 @@ def main(argv: list[str] | None = None) -> int:
     def emit(event: str, **fields: object) -> None:
         report.write(json.dumps({"event": event, **fields}) + "\n")
 
-    manifest = json.loads((args.skill_dir / "manifest.json").read_text())
     try:
+        manifest = load_manifest(args.skill_dir)
         pristine = pristine_module(manifest)
     except Exception as err:  # e.g. the reference model's files moved: nothing can be compared
-        emit("fatal", message=f"cannot build the reference for this skill: {type(err).__name__}: {err}")
+        emit("fatal", message=f"cannot build the reference for this skill: {type(err).__name__}: {err}"[:2000])
         return 1
-    try:
-        skill_module = import_skill(args.skill_dir / "skill.py", "_accel_skill_under_test")
-    except Exception as err:
-        emit("fatal", message=f"skill.py does not import: {type(err).__name__}: {err}")
-        return 1
-    ctx = Context(skill_module=skill_module, pristine=pristine, manifest=manifest)
+    emit("ready")
+    # The skill's own skill.py is imported by the `loads` check, so whatever it does at import is a verdict.
+    ctx = Context(skill_path=args.skill_dir, pristine=pristine, manifest=manifest)
     outcome: dict[str, str] = {}
     for name in args.checks.split(","):
         emit("start", check=name)
-        missing = [need for need in NEEDS.get(name, ()) if outcome.get(need) != "passed"]
+        missing = [need for need in CHECKS[name].needs if outcome.get(need) != "passed"]
         if missing:
             result = CheckResult(check=name, status="skipped", message=f"needs {', '.join(missing)} to pass first")
         else:
@@ -52,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         outcome[name] = result.status
         emit("result", result=result.model_dump())
     if ctx.skill is not None:
-        ctx.skill.close()
+        try:
+            ctx.skill.close()
+        except BaseException as err:  # the verdicts are in; a failing close is reported, not fatal
+            emit("close_error", message=f"{type(err).__name__}: {err}"[:500])
     emit("done")
     return 0
 

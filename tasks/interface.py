@@ -87,23 +87,85 @@ def _forward_parameters(architecture: str) -> set[str]:
     return set(inspect.signature(getattr(transformers, architecture).forward).parameters)
 
 
-def _generation(model_dir: Path, config: Any) -> dict[str, Any]:
+# Settings of a generation config that change greedy decoding and that the skill's `greedy` does not
+# implement, with the value that means "off". A model that sets one is refused, never silently diverged from.
+_UNSUPPORTED_GENERATION = {
+    "bad_words_ids": None,
+    "sequence_bias": None,
+    "encoder_repetition_penalty": (None, 1.0),
+    "encoder_no_repeat_ngram_size": (None, 0),
+    "exponential_decay_length_penalty": None,
+    "guidance_scale": (None, 1.0),
+    "stop_strings": None,
+    "remove_invalid_values": (None, False),
+    "max_time": None,
+    "watermarking_config": None,
+    "forced_decoder_ids": None,
+    "force_words_ids": None,
+    "constraints": None,
+}
+
+
+def _is_off(value: Any, off: Any) -> bool:
+    return value in (off if isinstance(off, tuple) else (off,))
+
+
+def _token_ids(value: Any) -> list[int]:
+    return [int(t) for t in (value if isinstance(value, list | tuple) else [value]) if t is not None]
+
+
+def _strategy(gen: Any) -> str:
+    """What the model's config asks for; the skill always decodes greedily, and says so."""
+    if gen.do_sample:
+        return "sampling in the model's config; the skill decodes greedily"
+    if (gen.num_beams or 1) > 1:
+        return f"beam search ({gen.num_beams} beams) in the model's config; the skill decodes greedily"
+    return "greedy, as the model's config asks"
+
+
+def _generation(model_dir: Path, config: Any, generates: bool = True, exempt: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The generation settings greedy decoding follows, read from the model's generation config.
+
+    When the skill `generates`, UnsupportedModelError for a setting its greedy decoding does not
+    implement. `exempt` names settings a template handles itself (Whisper's forced decoder ids become
+    its decoder prompt).
+    """
     from transformers import GenerationConfig
 
     try:
         gen = GenerationConfig.from_pretrained(model_dir)
     except OSError:  # no generation_config.json: transformers derives one from the model config
         gen = GenerationConfig.from_model_config(config)
+    refused = [
+        f"{name}={getattr(gen, name)!r}"
+        for name, off in _UNSUPPORTED_GENERATION.items()
+        if name not in exempt and not _is_off(getattr(gen, name, None), off)
+    ]
+    if refused and generates:
+        raise UnsupportedModelError(
+            f"the generation config of {model_dir.name} sets {', '.join(refused)}, which accel's greedy "
+            "decoding does not implement; it would generate other tokens than transformers' generate"
+        )
     eos = gen.eos_token_id if gen.eos_token_id is not None else getattr(config, "eos_token_id", None)
-    eos_ids = [int(e) for e in (eos if isinstance(eos, list | tuple) else [eos]) if e is not None]
+    eos_ids = _token_ids(eos)
     pad = gen.pad_token_id if gen.pad_token_id is not None else getattr(config, "pad_token_id", None)
     if pad is None:
         pad = eos_ids[0] if eos_ids else 0
+    penalty = float(gen.repetition_penalty if gen.repetition_penalty is not None else 1.0)
+    if not penalty > 0:
+        raise UnsupportedModelError(f"the generation config of {model_dir.name} sets repetition_penalty={penalty}")
     return {
         "eos_token_ids": eos_ids,
         "pad_token_id": int(pad),
+        "forced_bos_token_id": None if gen.forced_bos_token_id is None else int(gen.forced_bos_token_id),
+        "forced_eos_token_ids": _token_ids(gen.forced_eos_token_id),
         "suppress_tokens": [int(t) for t in (gen.suppress_tokens or [])],
         "begin_suppress_tokens": [int(t) for t in (gen.begin_suppress_tokens or [])],
+        "no_repeat_ngram_size": int(gen.no_repeat_ngram_size or 0),
+        "min_length": int(gen.min_length or 0),
+        "min_new_tokens": int(gen.min_new_tokens) if gen.min_new_tokens else None,
+        "repetition_penalty": penalty,
+        "config_strategy": _strategy(gen),
         "kv_cache": False,
         "_config": gen,
     }
@@ -141,7 +203,7 @@ def _text(model: ResolvedModel, config: Any, params: set[str]) -> Interface:
         iface.generation = gen
         iface.position_ids = "position_ids" in params and "attention_mask" in inputs
     elif model.family == "text2text":
-        gen = _generation(model.path, config)
+        gen = _generation(model.path, config, generates=model.task == "text2text-generation")
         prompt = [_decoder_start(gen, config)]
         inputs["decoder_input_ids"] = _tokens(config.vocab_size, start=prompt[0])
         iface.preprocess["decoder_prompt"] = prompt
@@ -162,7 +224,9 @@ def _speech(model: ResolvedModel, config: Any, params: set[str]) -> Interface:
     if "input_features" in params and getattr(config, "max_source_positions", None):
         # Whisper layout: log-mel features of a fixed window, and a text decoder.
         frames = 2 * int(config.max_source_positions)
-        gen = _generation(model.path, config)
+        gen = _generation(
+            model.path, config, model.task == "automatic-speech-recognition", exempt=("forced_decoder_ids",)
+        )
         prompt = [_decoder_start(gen, config)]
         reference_kwargs: dict[str, Any] = {}
         lang_to_id = getattr(gen["_config"], "lang_to_id", None)

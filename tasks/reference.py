@@ -13,8 +13,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from accel.tasks.manifest import Manifest
 
-def pristine_module(manifest: dict[str, Any]) -> ModuleType:
+
+def pristine_module(manifest: Manifest | dict[str, Any]) -> ModuleType:
     """The skill as accel renders it for this manifest's model and target: the trusted side of every check."""
     from accel.hardware import Target
     from accel.tasks.interface import build_interface
@@ -23,14 +25,16 @@ def pristine_module(manifest: dict[str, Any]) -> ModuleType:
     from accel.tasks.resolve import resolve_model
     from accel.tasks.skill_module import import_skill
 
-    model = resolve_model(manifest["model"]["path"]).model_copy(update={"ref": manifest["model"]["ref"]})
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.model_validate(manifest)
+    model = resolve_model(manifest.model.path).model_copy(update={"ref": manifest.model.ref})
     source = render_skill(
         model,
-        Target.parse(manifest["target"]["target"]),
+        Target.parse(manifest.target.target),
         build_interface(model, load_config(model.path)),
-        manifest["artifact"]["file"],
+        manifest.artifact.file,
     )
     folder = Path(tempfile.mkdtemp(prefix="accel-pristine-"))
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
     (folder / "skill.py").write_text(source)
-    return import_skill(folder / "skill.py", f"_accel_pristine_{manifest['skill_id']}")
+    return import_skill(folder / "skill.py", f"_accel_pristine_{manifest.skill_id}")

@@ -23,13 +23,14 @@ from prefect import task
 from pydantic import BaseModel
 
 from accel.storage import CheckRecord
-from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, CheckResult
+from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, STARTUP_TIMEOUT_S, CheckResult, check_timeout
 from accel.tasks.errors import SkillDirError
-from accel.tasks.manifest import read_manifest
+from accel.tasks.manifest import load_manifest
 from accel.tasks.progress import stage_progress
 from accel.tasks.stage_run import open_stage_run
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
+Status = Literal["passed", "failed", "error"]
 Progress = Callable[[str, float], None]
 
 
@@ -41,7 +42,8 @@ class TestReport(BaseModel):
     skill_path: Path
     target: str
     level: str
-    status: Literal["passed", "failed"]
+    status: Status
+    message: str = ""  # why it did not pass; for `error`, what stopped the checks
     checks: list[CheckResult]
     seconds: float
 
@@ -66,12 +68,28 @@ def _tail(log: Path, lines: int = 12) -> str:
     return (" | last output: " + " / ".join(text[-lines:]))[:1500] if text else ""
 
 
+class CheckRun(BaseModel):
+    """What one check-runner process gave: a result per check, and why it ended early if it did."""
+
+    results: list[CheckResult]
+    ended_early: str | None = None  # set when no check started: start-up failed or the process died
+
+
 def run_checks(
-    skill_dir: Path, checks: tuple[str, ...], timeout_s: float, progress: Progress | None = None
-) -> list[CheckResult]:
-    """Run `checks` in a fresh check-runner process; one result per check, whatever happens to it."""
+    skill_dir: Path,
+    checks: tuple[str, ...],
+    timeout_s: float,
+    progress: Progress | None = None,
+    startup_timeout_s: float = STARTUP_TIMEOUT_S,
+) -> CheckRun:
+    """Run `checks` in a fresh check-runner process; one result per check, whatever happens to it.
+
+    `timeout_s` bounds each check from its start; the process's start-up (imports, rendering the
+    reference) has `startup_timeout_s` of its own.
+    """
     results: dict[str, CheckResult] = {}
     current: str | None = None
+    started_any = False
     read_fd, write_fd = os.pipe()
     with tempfile.NamedTemporaryFile("w+", prefix="accel-checks-", suffix=".log", delete=False) as log:
         log_path = Path(log.name)
@@ -98,14 +116,15 @@ def run_checks(
     fatal: str | None = None
     ended = ""
     buffer = b""
-    deadline = time.monotonic() + timeout_s
+    bound = startup_timeout_s
+    deadline = time.monotonic() + bound
     with selectors.DefaultSelector() as selector:
         selector.register(read_fd, selectors.EVENT_READ)
         while True:
             if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
-                ended = f"timed out after {timeout_s:.0f} s and was killed"
+                ended = f"timed out after {bound:g} s and was killed"
                 break
             chunk = os.read(read_fd, 65536)
             if not chunk:  # the runner closed its end: it finished or died
@@ -117,26 +136,29 @@ def run_checks(
                 line, buffer = buffer.split(b"\n", 1)
                 event = json.loads(line)
                 if event["event"] == "start":
-                    current = event["check"]
-                    deadline = time.monotonic() + timeout_s
+                    current, started_any = event["check"], True
+                    bound, deadline = timeout_s, time.monotonic() + timeout_s
                     if progress:
                         progress(current, len(results) / len(checks))
                 elif event["event"] == "result":
                     result = CheckResult.model_validate(event["result"])
                     results[result.check] = result
                     current = None
-                    deadline = time.monotonic() + timeout_s
+                    bound, deadline = timeout_s, time.monotonic() + timeout_s
                 elif event["event"] == "fatal":
                     fatal = event["message"]
     os.close(read_fd)
     tail = _tail(log_path)
     log_path.unlink(missing_ok=True)
+    ended_early = None
+    if not started_any:
+        ended_early = fatal or f"the check process {ended} before its first check{tail}"
     died_in = current
     for name in checks:
         if name in results:
             continue
-        if fatal is not None:
-            results[name] = CheckResult(check=name, status="error", message=fatal)
+        if ended_early is not None:
+            results[name] = CheckResult(check=name, status="skipped", message=f"not run: {ended_early}"[:2000])
         elif name == died_in:
             results[name] = CheckResult(
                 check=name, status="error", message=f"the skill's process {ended} during this check{tail}"
@@ -146,7 +168,24 @@ def run_checks(
             results[name] = CheckResult(
                 check=name, status="skipped", message=f"not run: the skill's process {ended} {where}"
             )
-    return [results[name] for name in checks]
+    return CheckRun(results=[results[name] for name in checks], ended_early=ended_early)
+
+
+def verdict(run: CheckRun) -> tuple[Status, str]:
+    """The report's status and why: passed only when `loads` passed and no check failed or errored."""
+    failed = [r.check for r in run.results if r.status == "failed"]
+    errors = [r.check for r in run.results if r.status == "error"]
+    if failed:
+        return "failed", f"failed {', '.join(failed)}" + (f"; error in {', '.join(errors)}" if errors else "")
+    if run.ended_early is not None:
+        return "error", run.ended_early
+    if errors:
+        first = next(r for r in run.results if r.status == "error")
+        return "error", f"error in {', '.join(errors)}: {first.message}"[:2000]
+    loads = next((r for r in run.results if r.check == "loads"), None)
+    if loads is None or loads.status != "passed":
+        return "error", "loads did not run and pass, so nothing was tested"
+    return "passed", "all checks passed"
 
 
 def current_flow_run_id() -> str | None:
@@ -173,18 +212,22 @@ def validate(
     skill_dir = Path(skill_dir).expanduser().resolve()
     if level not in LEVELS:
         raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
-    manifest = read_manifest(skill_dir)
+    check_timeout(timeout_s)
+    manifest = load_manifest(skill_dir)
     started = time.perf_counter()
-    stage = open_stage_run("test", skill_dir, manifest, {"level": level}, run_id, trigger, record)
-    results = run_checks(skill_dir, LEVELS[level], timeout_s, progress)
-    status = "passed" if all(r.status in ("passed", "skipped") for r in results) else "failed"
+    plain = manifest.model_dump(mode="json")
+    stage = open_stage_run("test", skill_dir, plain, {"level": level}, run_id, trigger, record)
+    run = run_checks(skill_dir, LEVELS[level], timeout_s, progress)
+    results = run.results
+    status, message = verdict(run)
     report = TestReport(
         run_id=stage.run_id,
-        skill_id=manifest["skill_id"],
+        skill_id=manifest.skill_id,
         skill_path=skill_dir,
-        target=manifest["target"]["target"],
+        target=manifest.target.target,
         level=level,
         status=status,
+        message=message,
         checks=results,
         seconds=round(time.perf_counter() - started, 3),
     )
@@ -206,8 +249,7 @@ def validate(
                 for r in results
             ]
         )
-    failed = [r.check for r in results if r.status in ("failed", "error")]
-    stage.finish(not failed, f"{level}: failed {', '.join(failed)}" if failed else f"{level}: all checks passed")
+    stage.finish(report.passed, f"{level}: {message}")
     return report
 
 

@@ -323,3 +323,20 @@ def build_tiny_models(root: Path, names: list[str] | None = None) -> dict[str, P
             TINY_MODELS[name].build(path)
         built[name] = path
     return built
+
+
+def with_generation_config(source: Path, dest: Path, **settings: object) -> Path:
+    """A copy of the tiny model at `source` whose generation_config.json also sets `settings`.
+
+    Real checkpoints set these (BART: forced BOS/EOS and no-repeat n-grams; Whisper: suppressed tokens);
+    the copy lets a test drive them on a tiny model, built offline like the others.
+    """
+    import json
+    import shutil
+
+    if not (dest / "config.json").exists():
+        shutil.copytree(source, dest)
+        path = dest / "generation_config.json"
+        config = json.loads(path.read_text()) if path.exists() else {}
+        path.write_text(json.dumps({**config, **settings}, indent=2))
+    return dest

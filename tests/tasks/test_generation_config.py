@@ -1,0 +1,109 @@
+"""Greedy generation follows the model's generation config, token for token with transformers' `generate`.
+
+Each variant is a tiny model whose generation_config.json sets what real checkpoints set (BART: forced
+BOS/EOS, no-repeat n-grams, a minimum length; Whisper and many LLMs: suppressed tokens). The truth is
+transformers' own `generate` on the original model, called here, with the model's config as it is.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accel.tasks.errors import UnsupportedModelError
+from accel.tasks.generate import generate
+from accel.tasks.skill_module import import_skill
+from accel.tasks.validate import validate
+from tests.tiny_models import with_generation_config
+
+NEW_TOKENS = 6
+TARGET = "cpu/onnxruntime"
+
+
+def prompts(skill_module, causal: bool) -> dict[str, np.ndarray]:
+    """Two prompts of 8 tokens, the second with 3 of padding (left for a causal decoder, right otherwise)."""
+    feeds = skill_module.make_inputs(2, 8, seed=5)
+    where = slice(0, 3) if causal else slice(5, 8)
+    feeds["attention_mask"][1, where] = 0
+    feeds["input_ids"][1, where] = skill_module.GENERATION["pad_token_id"]
+    return feeds
+
+
+def hf_generate(model_dir: Path, feeds: dict[str, np.ndarray], causal: bool) -> np.ndarray:
+    """transformers' greedy generate on the model at `model_dir`, its generation config as saved."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(model_dir).eval()
+    ids, mask = torch.from_numpy(feeds["input_ids"]), torch.from_numpy(feeds["attention_mask"])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids, attention_mask=mask, max_new_tokens=NEW_TOKENS, do_sample=False, num_beams=1
+        )
+    return out[:, ids.shape[1] if causal else 1 :].numpy()
+
+
+def _plain_tokens(model_dir: Path, causal: bool, tmp: Path) -> np.ndarray:
+    skill = generate(str(model_dir), TARGET, out_dir=tmp)
+    module = import_skill(skill.path / "skill.py", f"_plain_{skill.skill_id}")
+    return hf_generate(model_dir, prompts(module, causal), causal)
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_models, tmp_path_factory) -> dict[str, tuple[Path, Path, bool]]:
+    """name -> (variant model dir, original model dir, causal), each variant's settings chosen to matter."""
+    root = tmp_path_factory.mktemp("generation-variants")
+    plain = _plain_tokens(tiny_models["gpt2"], True, root / "skills")
+    first, common = int(plain[0, 0]), int(np.bincount(plain.ravel()).argmax())
+    settings = {
+        "gpt2-forced-eos": ("gpt2", True, {"forced_eos_token_id": 7}),
+        "gpt2-no-repeat-and-penalty": ("gpt2", True, {"no_repeat_ngram_size": 2, "repetition_penalty": 1.5}),
+        "gpt2-suppressed": (
+            "gpt2",
+            True,
+            {"suppress_tokens": [common], "begin_suppress_tokens": [first, 0], "min_new_tokens": 3},
+        ),
+        "t5-bart-like": (
+            "t5",
+            False,
+            {"forced_bos_token_id": 5, "forced_eos_token_id": 1, "no_repeat_ngram_size": 2, "min_length": 4},
+        ),
+    }
+    return {
+        name: (with_generation_config(tiny_models[base], root / name, **config), tiny_models[base], causal)
+        for name, (base, causal, config) in settings.items()
+    }
+
+
+@pytest.mark.parametrize("name", ["gpt2-forced-eos", "gpt2-no-repeat-and-penalty", "gpt2-suppressed", "t5-bart-like"])
+def test_greedy_generation_follows_the_generation_config(variants, name, tmp_path):
+    variant, original, causal = variants[name]
+    skill = generate(str(variant), TARGET, out_dir=tmp_path)  # its own validation compares tokens too
+    module = import_skill(skill.path / "skill.py", f"_variant_{skill.skill_id}")
+    feeds = prompts(module, causal)
+    want = hf_generate(variant, feeds, causal)
+    assert not np.array_equal(want, hf_generate(original, feeds, causal)), "the settings change nothing here"
+    with module.Skill() as loaded:
+        got = loaded.generate(feeds, NEW_TOKENS)
+    assert np.array_equal(got, want), (got.tolist(), want.tolist())
+    if name == "gpt2-forced-eos":
+        assert (got[:, -1] == 7).all()
+
+
+def test_generation_parity_passes_with_the_settings(variants, tmp_path):
+    skills = [generate(str(variants[n][0]), TARGET, out_dir=tmp_path).path for n in ("gpt2-forced-eos", "t5-bart-like")]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(lambda path: validate(path, "comprehensive", record=False), skills))
+    for report in reports:
+        parity = next(c for c in report.checks if c.check == "generation_parity")
+        assert report.passed and parity.status == "passed", [c for c in report.checks if c.status != "passed"]
+        assert parity.details["settings"]["forced_eos_token_ids"] in ([7], [1])
+
+
+def test_a_setting_greedy_decoding_does_not_implement_is_refused(tiny_models, tmp_path):
+    variant = with_generation_config(tiny_models["gpt2"], tmp_path / "bad-words", bad_words_ids=[[5, 6]])
+    with pytest.raises(UnsupportedModelError, match=r"sets bad_words_ids=\[\[5, 6\]\], which accel's greedy"):
+        generate(str(variant), TARGET, out_dir=tmp_path / "skills")
