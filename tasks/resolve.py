@@ -20,6 +20,7 @@ from accel.settings import get_settings
 from accel.tasks.errors import ModelRefError, UnsupportedModelError
 from accel.tasks.families import FAMILIES, Family, FamilyInfo, detect_family
 from accel.tasks.model_files import content_hash, count_parameters, load_config
+from accel.tasks.support import UndrivableModelError, check_drivable
 
 Source = Literal["local", "packaged", "hf-cache", "hub"]
 
@@ -171,11 +172,14 @@ def resolve_model(
     allow_download: bool | None = None,
     trust_remote_code: bool = False,
     hash_cache: Path | None = None,
+    check_support: bool = True,
 ) -> ResolvedModel:
     """Resolve `ref` to a local model directory and describe the model.
 
     `allow_download` defaults to ACCEL_ALLOW_DOWNLOAD. Raises ModelRefError (nothing found, no
-    config.json, remote code refused) or UnsupportedModelError (architecture outside the six families).
+    config.json, remote code refused) or UnsupportedModelError: the architecture is outside the six
+    families, or (UndrivableModelError, unless `check_support` is off) inside one but not something
+    accel's template for it can drive, with the reason (`accel.tasks.support`).
     """
     settings = get_settings()
     if allow_download is None:
@@ -195,7 +199,7 @@ def resolve_model(
     parameters, parameters_source = count_parameters(path, config, info.auto_class, trust_remote_code)
     revision = hub_revision or "sha256:" + content_hash(path, MODEL_FILE_PATTERNS, cache_file=hash_cache)
     dtype = getattr(config, "dtype", None)  # the dtype the weights were saved in, when the config says
-    return ResolvedModel(
+    model = ResolvedModel(
         ref=ref,
         repo_id=repo_id,
         path=path,
@@ -212,6 +216,16 @@ def resolve_model(
         dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
         trust_remote_code=trust_remote_code,
     )
+    if check_support:
+        check_drivable(model, config)
+    return model
 
 
-__all__ = ["FAMILIES", "ModelRefError", "ResolvedModel", "UnsupportedModelError", "resolve_model"]
+__all__ = [
+    "FAMILIES",
+    "ModelRefError",
+    "ResolvedModel",
+    "UndrivableModelError",
+    "UnsupportedModelError",
+    "resolve_model",
+]
