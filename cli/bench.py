@@ -10,13 +10,26 @@ from rich.table import Table
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
 from accel.cli.skills import skill_dir_or_generate
 from accel.settings import get_settings
-from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, ResultsStore, compare_runs
+from accel.storage import DEFAULT_THRESHOLD, MeasurementRecord, ResultsStore, compare_runs
 from accel.tasks.errors import SkillDirError
 
 if TYPE_CHECKING:
     from accel.tasks.benchmark import BenchReport
 
 _VERDICT_STYLE = {"improved": "green", "regressed": "bold red", "unchanged": "dim", "inconclusive": "yellow"}
+MAX_ROUNDS = 20  # as tasks.benchmark.config.MAX_ROUNDS (not imported here: it would import the stage)
+
+
+def note(m: MeasurementRecord) -> str:
+    """What a reader must know beside a row's figures: its flag and reason first."""
+    parts = []
+    if m.noisy:
+        parts.append("NOISY: " + (m.noise_reason or "; ".join(m.details.get("noise", [])) or "flagged"))
+    if m.details.get("mfu_withheld"):
+        parts.append(f"MFU withheld: {m.details['mfu_withheld']}")
+    if m.prefill_ms is not None:
+        parts.append(f"prefill {m.prefill_ms:.2f} ms, decode {m.decode_ms_per_token or 0:.2f} ms/token")
+    return ". ".join(parts)
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
@@ -40,7 +53,8 @@ def _table(report: BenchReport) -> Table:
         "status",
         "p50 ms",
         "p90 ms",
-        "cv",
+        "rounds",
+        "others' CPU",
         "samples/s",
         "tokens/s",
         "MFU",
@@ -50,24 +64,24 @@ def _table(report: BenchReport) -> Table:
         table.add_column(column, overflow="fold")
     for m in report.measurements:
         if m.status != "ok":
-            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 7, m.error or "")
+            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 8, m.error or "")
             continue
-        note = "noisy: " + "; ".join(m.details.get("noise", [])) if m.noisy else ""
-        if m.prefill_ms is not None:
-            note = f"prefill {m.prefill_ms:.2f} ms, decode {m.decode_ms_per_token or 0:.2f} ms/token. " + note
+        flag = "[yellow]noisy[/]" if m.noisy else "ok"
+        rounds = " / ".join(f"{v:.3f}" for v in m.round_p50_ms)
         table.add_row(
             m.scenario,
             str(m.batch),
             str(m.seq),
-            "ok",
+            flag,
             f"{m.p50_ms:.3f}",
             f"{m.p90_ms:.3f}",
-            f"{m.cv:.1%}",
-            f"{m.samples_per_s:.1f}",
+            rounds,
+            f"{m.foreign_cpu_share:.0%}" if m.foreign_cpu_share is not None else "?",
+            f"{m.samples_per_s:.1f}" if m.samples_per_s else "",
             f"{m.tokens_per_s:.0f}" if m.tokens_per_s else "",
-            f"{m.mfu:.2%}" if m.mfu is not None else "",
+            f"{m.mfu:.2%}" if m.mfu is not None else ("withheld" if m.details.get("mfu_withheld") else ""),
             human_bytes(m.peak_rss_bytes),
-            note,
+            note(m),
         )
     return table
 
@@ -88,10 +102,15 @@ def bench_command(
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="... and at least this long.")] = 2.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.01, help="At most this long.")] = 60.0,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op threads.")] = None,
+    rounds: Annotated[
+        int, typer.Option("--rounds", help=f"Rounds per point, each a fresh process, interleaved (1-{MAX_ROUNDS}).")
+    ] = 3,
     json_output: JsonFlag = False,
 ) -> None:
-    """Benchmark a skill over a batch x sequence matrix; every point measured in a fresh process."""
-    from accel.tasks.benchmark import BenchConfig, benchmark  # here: the stage imports torch and prefect
+    """Benchmark a skill over a batch x sequence matrix; every point measured in R rounds, each a fresh process."""
+    if not 1 <= rounds <= MAX_ROUNDS:
+        raise SkillDirError(f"--rounds must be between 1 and {MAX_ROUNDS}; got {rounds}")
+    from accel.tasks.benchmark import BenchConfig, benchmark  # here: the stage imports prefect
 
     config = BenchConfig(
         batches=_ints(batch, "--batch"),
@@ -102,6 +121,7 @@ def bench_command(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         threads=threads,
+        rounds=rounds,
     )
     with progress_bar(json_output) as progress:
         task = progress.add_task("benchmark", total=1.0)
@@ -125,12 +145,13 @@ def compare_command(
     threshold: Annotated[
         float, typer.Option("--threshold", min=0, help="Smallest change of the median that counts.")
     ] = DEFAULT_THRESHOLD,
-    alpha: Annotated[
-        float, typer.Option("--alpha", min=0, max=1, help="Significance level of the Mann-Whitney U test.")
-    ] = DEFAULT_ALPHA,
     json_output: JsonFlag = False,
 ) -> None:
-    """Compare two runs point by point; exit 1 when anything regressed."""
+    """Compare two runs point by point from their rounds' medians; exit 1 when anything regressed.
+
+    Regressed needs the change past --threshold, every round of one run beyond every round of the other,
+    and the change larger than the spread of either run's rounds; a noisy side is inconclusive.
+    """
     settings = get_settings()
     try:
         rows = compare_runs(
@@ -138,7 +159,6 @@ def compare_command(
             old_run,
             new_run,
             threshold=threshold,
-            alpha=alpha,
         )
     except KeyError as err:
         raise SkillDirError(str(err.args[0])) from None
@@ -149,7 +169,7 @@ def compare_command(
         for column in ("model", "target", "scenario", "batch", "seq", "p50 ms", "verdict", "why"):
             table.add_column(column, overflow="fold")
         for r in rows:
-            p50 = f"{r.old_p50_ms or 0:.3f} -> {r.new_p50_ms or 0:.3f}"
+            p50 = " -> ".join("-" if v is None else f"{v:.3f}" for v in (r.old_p50_ms, r.new_p50_ms))
             verdict = f"[{_VERDICT_STYLE[r.change.verdict]}]{r.change.verdict}[/]" + (" (noisy)" if r.noisy else "")
             table.add_row(r.model_ref, r.target, r.scenario, str(r.batch), str(r.seq), p50, verdict, r.change.reason)
         console.print(table)

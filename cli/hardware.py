@@ -9,6 +9,9 @@ from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes
 from accel.hardware import HardwareProfile, all_targets, detect, target_status, work_pool_name
+from accel.hardware.cpu import theoretical_peak_flops
+from accel.hardware.peak_flops import cache_key, peak_flops, read_cache
+from accel.settings import get_settings
 
 
 def _summary(profile: HardwareProfile) -> Table:
@@ -73,22 +76,79 @@ def _targets(profile: HardwareProfile, show_all: bool) -> Table:
     return table
 
 
-def _payload(profile: HardwareProfile) -> dict:
+def _peaks(probe: bool) -> dict:
+    """The theoretical CPU peak and the probed ones (the quiet probes cached so far; one now if asked)."""
+    cache_file = get_settings().cache_dir / "peak-flops.json"
+    theoretical = theoretical_peak_flops("float32")
+    fresh = None
+    if probe:
+        fresh = peak_flops("cpu", "float32", None, cache_file).model_dump()
+    probes = [{"key": key, **entry} for key, entry in read_cache(cache_file).items()]
+    if fresh and not fresh.get("quiet"):
+        probes.append({"key": cache_key("cpu", "float32", None), **fresh})  # shown, not cached
+    return {
+        "theoretical_cpu_fp32": {"flops": theoretical[0], "basis": theoretical[1]} if theoretical else None,
+        "probes": probes,
+    }
+
+
+def _share_of_theory(probe: dict) -> str:
+    theory = theoretical_peak_flops(probe["dtype"], probe.get("threads")) if probe["device"] == "cpu" else None
+    if not theory:
+        return ""
+    return f"; {probe['flops'] / theory[0]:.0%} of the theoretical {theory[0] / 1e9:.1f} for its cores"
+
+
+def _peak_table(peaks: dict) -> Table:
+    table = Table(title="Peak FLOP/s", title_justify="left")
+    for column in ("kind", "device", "dtype", "threads", "GFLOP/s", "spread", "others' CPU", "basis / when"):
+        table.add_column(column, overflow="fold")
+    theory = peaks["theoretical_cpu_fp32"]
+    if theory:
+        table.add_row("theoretical", "cpu", "float32", "all", f"{theory['flops'] / 1e9:.1f}", "", "", theory["basis"])
+    for p in peaks["probes"]:
+        kind = "probed" + ("" if p.get("quiet") else " [yellow](contended: not cached)[/]")
+        table.add_row(
+            kind,
+            p["device"],
+            p["dtype"],
+            str(p.get("threads") or "default"),
+            f"{p['flops'] / 1e9:.1f}",
+            f"{p['spread']:.1%}",
+            f"{p['foreign_share']:.0%}" if p.get("foreign_share") is not None else "?",
+            p.get("probed_at", "") + _share_of_theory(p),
+        )
+    if not peaks["probes"]:
+        table.add_row(
+            "probed", "-", "-", "-", "-", "", "", "no quiet probe yet: `accel bench` or `accel hardware --probe`"
+        )
+    return table
+
+
+def _payload(profile: HardwareProfile, peaks: dict) -> dict:
     return {
         **profile.model_dump(mode="json"),
+        "peak_flops": peaks,
         "hardware": profile.hardware,
         "work_pools": {hw: work_pool_name(hw) for hw in profile.hardware},
         "targets": [target_status(t, profile).model_dump() for t in all_targets()],
     }
 
 
-def hardware(json_output: JsonFlag = False) -> None:
-    """Detect this machine: CPU, memory, accelerators, runtimes, and the targets it can run."""
+def hardware(
+    probe: Annotated[
+        bool, typer.Option("--probe", help="Measure the CPU's peak FLOP/s now (a GEMM probe, about 5 s).")
+    ] = False,
+    json_output: JsonFlag = False,
+) -> None:
+    """Detect this machine: CPU, memory, accelerators, runtimes, peak FLOP/s, and the targets it can run."""
     profile = detect()
+    peaks = _peaks(probe)
     if json_output:
-        emit_json(_payload(profile))
+        emit_json(_payload(profile, peaks))
         return
     console.print(_summary(profile))
+    console.print(_peak_table(peaks))
     console.print(_accelerators(profile))
     console.print(_runtimes(profile))
     console.print(_targets(profile, show_all=False))

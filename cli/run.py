@@ -35,6 +35,20 @@ def prefect_api() -> str | None:
     return None
 
 
+def note(r: Any) -> str:
+    """A target's flag (noisy and why, a withheld MFU), then its message when it did not pass."""
+    parts = []
+    if r.noisy:
+        parts.append(f"NOISY: {r.noise_reason or 'flagged'}")
+    elif r.noisy_points:
+        parts.append(f"{r.noisy_points} other point(s) noisy")
+    if r.mfu_withheld:
+        parts.append(f"MFU withheld: {r.mfu_withheld}")
+    if r.status != "passed":
+        parts.append(r.message)
+    return ". ".join(parts)
+
+
 def _table(result: Any) -> Table:
     table = Table(title=f"pipeline {result.run_id}", title_justify="left")
     for column in ("model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU", "note"):
@@ -47,10 +61,10 @@ def _table(result: Any) -> Table:
             f"[{style}]{r.status}[/]",
             f"{r.checks_passed}/{r.checks_total}" if r.checks_total else "-",
             f"b{r.batch} s{r.seq}" if r.batch else "-",
-            f"{r.p50_ms:.2f}" if r.p50_ms is not None else "-",
+            (f"{r.p50_ms:.2f}" + (" [yellow](noisy)[/]" if r.noisy else "")) if r.p50_ms is not None else "-",
             f"{r.tokens_per_s:.0f}" if r.tokens_per_s else "-",
-            f"{r.mfu:.2%}" if r.mfu is not None else "-",
-            "" if r.status == "passed" else r.message,
+            "withheld" if r.mfu_withheld else (f"{r.mfu:.2%}" if r.mfu is not None else "-"),
+            note(r),
         )
     return table
 

@@ -38,6 +38,10 @@ class ChainResult(BaseModel):
     p50_ms: float | None = None
     tokens_per_s: float | None = None
     mfu: float | None = None
+    mfu_withheld: str | None = None  # why no MFU is shown (a contended peak probe, an impossible figure)
+    noisy: bool = False  # the headline figure was measured while others used the machine, or is suspect
+    noise_reason: str | None = None
+    noisy_points: int = 0  # of the measured points, how many are flagged noisy
     batch: int | None = None
     seq: int | None = None
     measurements_ok: int = 0
@@ -91,6 +95,9 @@ def chain(
         if headline is not None:
             result.p50_ms, result.tokens_per_s, result.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
             result.batch, result.seq = headline.batch, headline.seq
+            result.noisy, result.noise_reason = bool(headline.noisy), headline.noise_reason
+            result.mfu_withheld = headline.details.get("mfu_withheld")
+        result.noisy_points = sum(bool(m.noisy) for m in ok)
         if len(ok) < len(measured):
             result.message = f"{len(measured) - len(ok)} of {len(measured)} benchmark points failed"
             run.fail(result.message)

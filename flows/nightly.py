@@ -1,8 +1,9 @@
 """`nightly`: the matrix in nightly.yaml through the pipeline, judged against the previous night.
 
-Every regression (a slower median that is past the threshold and significant) becomes a Prefect
-event `accel.regression.detected`, so a Prefect automation can notify someone, and the whole
-comparison a markdown artifact.
+Every regression (slower round medians past the threshold, separated from the previous night's and
+beyond either night's spread between rounds: storage/stats.compare_rounds) becomes a Prefect event
+`accel.regression.detected`, so a Prefect automation can notify someone, and the whole comparison a
+markdown artifact. A noisy side is inconclusive, never a regression; each row shows its flag.
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from pydantic import BaseModel, Field
 from accel.flows.pipeline import PipelineResult, pipeline
 from accel.flows.runs import recorded_run, store
 from accel.settings import project_root
-from accel.storage import DEFAULT_ALPHA, DEFAULT_THRESHOLD, PointComparison, compare_runs, run_measurements
+from accel.storage import DEFAULT_THRESHOLD, PointComparison, compare_runs, run_measurements
 from accel.tasks.benchmark import BenchConfig
 
 REGRESSION_EVENT = "accel.regression.detected"
 
 
 class Regression(BaseModel):
-    threshold: float = DEFAULT_THRESHOLD
-    alpha: float = DEFAULT_ALPHA
+    threshold: float = DEFAULT_THRESHOLD  # (an `alpha` key from before rounds is ignored)
 
 
 class NightlyMatrix(BaseModel):
@@ -73,15 +73,15 @@ def _markdown(run_id: str, previous: str | None, comparisons: list[PointComparis
         "",
         f"Compared with {previous}: {len(regressed)} regression(s).",
         "",
-        "| model | target | scenario | batch | seq | p50 ms | verdict | why |",
-        "|" + " --- |" * 8,
+        "| model | target | scenario | batch | seq | p50 ms | verdict | flag | why |",
+        "|" + " --- |" * 9,
     ]
     for c in sorted(comparisons, key=lambda c: c.change.verdict != "regressed"):
         p50 = " -> ".join("-" if v is None else f"{v:.2f}" for v in (c.old_p50_ms, c.new_p50_ms))
         verdict = f"**{c.change.verdict}**" if c.change.verdict == "regressed" else c.change.verdict
         lines.append(
-            f"| {c.model_ref} | {c.target} | {c.scenario} | {c.batch} | {c.seq} | {p50} | {verdict}"
-            f"{' (noisy)' if c.noisy else ''} | {c.change.reason} |"
+            f"| {c.model_ref} | {c.target} | {c.scenario} | {c.batch} | {c.seq} | {p50} | {verdict} | "
+            f"{('NOISY: ' + (c.noise_reason or 'flagged')) if c.noisy else '-'} | {c.change.reason} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -98,7 +98,8 @@ def _emit_regression(run_id: str, previous: str, c: PointComparison) -> None:
         "old_p50_ms": c.old_p50_ms,
         "new_p50_ms": c.new_p50_ms,
         "ratio": c.change.ratio,
-        "p_value": c.change.p_value,
+        "old_round_p50_ms": c.old_round_p50_ms,
+        "new_round_p50_ms": c.new_round_p50_ms,
         "noisy": c.noisy,
     }
     emit_event(
@@ -127,9 +128,7 @@ def nightly(matrix: str = "nightly.yaml", trigger: str = "schedule") -> NightlyR
         previous = previous_nightly(run.run_id)
         comparisons = []
         if previous is not None:
-            comparisons = compare_runs(
-                store(), previous, run.run_id, threshold=spec.regression.threshold, alpha=spec.regression.alpha
-            )
+            comparisons = compare_runs(store(), previous, run.run_id, threshold=spec.regression.threshold)
         regressions = [c for c in comparisons if c.change.verdict == "regressed"]
         create_markdown_artifact(
             markdown=_markdown(run.run_id, previous, comparisons),

@@ -11,6 +11,23 @@ def _fmt(value: float | None, spec: str) -> str:
     return format(value, spec) if value is not None else "-"
 
 
+def flag(r: ChainResult) -> str:
+    """The flag a figure carries wherever it is printed: noisy (with why), a withheld MFU."""
+    parts = []
+    if r.noisy:
+        parts.append(f"NOISY: {r.noise_reason or 'flagged'}")
+    if r.noisy_points and not r.noisy:
+        parts.append(f"{r.noisy_points} other point(s) noisy")
+    if r.mfu_withheld:
+        parts.append(f"MFU withheld: {r.mfu_withheld}")
+    return ". ".join(parts)
+
+
+def note(r: ChainResult) -> str:
+    """The flag, then the message of a target that did not pass."""
+    return ". ".join(p for p in (flag(r), "" if r.status == "passed" else r.message) if p)
+
+
 def rows(results: list[ChainResult]) -> list[dict[str, str]]:
     return [
         {
@@ -20,9 +37,10 @@ def rows(results: list[ChainResult]) -> list[dict[str, str]]:
             "stage": r.stage,
             "checks": f"{r.checks_passed}/{r.checks_total}" if r.checks_total else "-",
             "shape": f"b{r.batch} s{r.seq}" if r.batch else "-",
-            "p50 ms": _fmt(r.p50_ms, ".2f"),
+            "p50 ms": _fmt(r.p50_ms, ".2f") + (" (noisy)" if r.noisy else ""),
             "tokens/s": _fmt(r.tokens_per_s, ".0f"),
-            "MFU": _fmt(r.mfu, ".2%"),
+            "MFU": "withheld" if r.mfu_withheld else _fmt(r.mfu, ".2%"),
+            "flag": flag(r) or "-",
             "skill": r.skill_id or "-",
             "run": r.run_id,
             "message": r.message,
@@ -33,7 +51,7 @@ def rows(results: list[ChainResult]) -> list[dict[str, str]]:
 
 def markdown(title: str, results: list[ChainResult]) -> str:
     table = rows(results)
-    columns = ["model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU", "message"]
+    columns = ["model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU", "flag", "message"]
     lines = [
         f"# {title}",
         "",

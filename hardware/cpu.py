@@ -119,3 +119,58 @@ def _cgroup_memory_limit() -> int | None:
 def detect_memory() -> MemoryInfo:
     vm = psutil.virtual_memory()
     return MemoryInfo(total_bytes=vm.total, available_bytes=vm.available, cgroup_limit_bytes=_cgroup_memory_limit())
+
+
+# FLOPs per core per clock for one fused multiply-add instruction per pipe: vector lanes x 2 (multiply
+# and add). x86 server cores since Skylake-SP / Zen 5 issue 2 FMAs per cycle; /proc/cpuinfo cannot say
+# how many FMA pipes a core has, so 2 is assumed, and stated in the basis: this is an upper bound.
+_FMA_PIPES = 2
+_FP32_LANES = (("avx512f", 16, "AVX-512"), ("avx2", 8, "AVX2"), ("avx", 8, "AVX"), ("asimd", 4, "NEON"))
+
+
+def _max_clock_mhz() -> tuple[float, str] | None:
+    """The highest clock the OS reports: cpufreq's maximum, else lscpu's, else /proc/cpuinfo's current."""
+    try:
+        khz = int(Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text())
+        return khz / 1000, "cpufreq cpuinfo_max_freq"
+    except (OSError, ValueError):
+        pass
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=5, check=False).stdout
+        for line in out.splitlines():
+            if line.startswith("CPU max MHz:") and float(line.split(":")[1]) > 0:
+                return float(line.split(":")[1]), "lscpu CPU max MHz"
+    except (OSError, subprocess.SubprocessError, ValueError):
+        pass
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("cpu mhz"):
+                return float(line.split(":")[1]), "/proc/cpuinfo cpu MHz (the current clock: no maximum is exposed)"
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def theoretical_peak_flops(dtype: str = "float32", cores: int | None = None) -> tuple[float, str] | None:
+    """cores x clock x FLOP/cycle from the CPU's widest FMA vector unit, and how it was worked out.
+
+    float32 only (other precisions' instruction throughput differs per microarchitecture); None where
+    the clock or the vector unit cannot be read.
+    """
+    if dtype != "float32":
+        return None
+    clock = _max_clock_mhz()
+    try:
+        _, flags = _cpuinfo_fields(Path("/proc/cpuinfo").read_text(errors="replace"))
+    except OSError:
+        return None
+    unit = next(((lanes, name) for flag, lanes, name in _FP32_LANES if flag in flags), None)
+    if clock is None or unit is None or (unit[1] != "NEON" and "fma" not in flags):
+        return None
+    cores = cores or _usable_cores()
+    per_cycle = unit[0] * 2 * _FMA_PIPES
+    basis = (
+        f"{cores} cores x {clock[0]:.0f} MHz ({clock[1]}) x {per_cycle} FP32 FLOP/cycle "
+        f"({unit[1]}: {unit[0]} lanes x 2 for FMA x {_FMA_PIPES} FMA pipes, assumed)"
+    )
+    return cores * clock[0] * 1e6 * per_cycle, basis

@@ -13,7 +13,15 @@ from accel.storage.records import (
     RunRecord,
     SkillRecord,
 )
-from accel.storage.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Change, Summary, compare_samples, summarize
+from accel.storage.stats import (
+    DEFAULT_ALPHA,
+    DEFAULT_THRESHOLD,
+    Change,
+    Summary,
+    compare_rounds,
+    compare_samples,
+    summarize,
+)
 from accel.storage.store import TABLES, ResultsStore
 
 __all__ = [
@@ -31,6 +39,7 @@ __all__ = [
     "SkillRecord",
     "StoreBusyError",
     "Summary",
+    "compare_rounds",
     "compare_runs",
     "compare_samples",
     "migrate",

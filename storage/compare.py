@@ -1,4 +1,8 @@
-"""Regression verdicts between two runs: per model, target, scenario and shape, from the raw samples."""
+"""Regression verdicts between two runs: per model, target, scenario and shape, from the per-round medians.
+
+The rule is `stats.compare_rounds` (see its module for what it is and why); a point flagged noisy on
+either side is `inconclusive`. Rows from before rounds were stored (schema 2) count as one round.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from accel.storage.stats import DEFAULT_ALPHA, DEFAULT_THRESHOLD, Change, compare_samples
+from accel.storage.stats import DEFAULT_THRESHOLD, Change, compare_rounds
 from accel.storage.store import ResultsStore
 
 # A run's measurements, and those of the runs it started (a pipeline's chains, a nightly's pipeline).
@@ -17,7 +21,7 @@ WITH RECURSIVE family(run_id) AS (
     SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
 )
 SELECT s.model_ref, s.target, m.scenario, m.batch, m.seq, m.status, m.samples_ms, m.p50_ms, m.tokens_per_s,
-       m.samples_per_s, m.noisy, m.error
+       m.samples_per_s, m.noisy, m.noise_reason, m.round_p50_ms, m.rounds, m.error
 FROM measurements m JOIN skills s USING (skill_id)
 WHERE m.run_id IN (SELECT run_id FROM family)
 ORDER BY m.recorded_at
@@ -32,13 +36,28 @@ class PointComparison(BaseModel):
     seq: int
     old_p50_ms: float | None
     new_p50_ms: float | None
+    old_round_p50_ms: list[float] = []
+    new_round_p50_ms: list[float] = []
     noisy: bool
+    noise_reason: str | None = None  # why either side is flagged, "old: ...; new: ..."
     change: Change
 
 
 def run_measurements(store: ResultsStore, run_id: str) -> list[dict[str, Any]]:
     """The measurements of a run and of the runs it started, with the model ref and target of each."""
     return store.query(_MEASURED, [run_id])
+
+
+def _rounds(row: dict[str, Any]) -> list[float]:
+    if row.get("round_p50_ms"):
+        return list(row["round_p50_ms"])
+    return [row["p50_ms"]] if row.get("p50_ms") is not None else []  # schema 2: one process, one round
+
+
+def _noise(row: dict[str, Any]) -> str | None:
+    if not row.get("noisy"):
+        return None
+    return row.get("noise_reason") or "flagged noisy"
 
 
 def _key(row: dict[str, Any]) -> tuple:
@@ -51,7 +70,6 @@ def compare_runs(
     new_run: str,
     *,
     threshold: float = DEFAULT_THRESHOLD,
-    alpha: float = DEFAULT_ALPHA,
 ) -> list[PointComparison]:
     """Every point measured in either run (or the runs it started), with its verdict (latency: higher is worse).
 
@@ -80,9 +98,14 @@ def compare_runs(
                 reason=f"status {a['status']} -> {b['status']}: {b['error'] or a['error'] or ''}".strip(),
             )
         else:
-            change = compare_samples(
-                a["samples_ms"], b["samples_ms"], higher_is_better=False, threshold=threshold, alpha=alpha
+            change = compare_rounds(
+                _rounds(a),
+                _rounds(b),
+                threshold=threshold,
+                old_noise=_noise(a),
+                new_noise=_noise(b),
             )
+        noise = "; ".join(f"{side}: {_noise(r)}" for side, r in (("old", a), ("new", b)) if r and _noise(r))
         results.append(
             PointComparison(
                 model_ref=key[0],
@@ -92,7 +115,10 @@ def compare_runs(
                 seq=key[4],
                 old_p50_ms=a["p50_ms"] if a else None,
                 new_p50_ms=b["p50_ms"] if b else None,
-                noisy=bool((a and a["noisy"]) or (b and b["noisy"])),
+                old_round_p50_ms=_rounds(a) if a else [],
+                new_round_p50_ms=_rounds(b) if b else [],
+                noisy=bool(noise),
+                noise_reason=noise or None,
                 change=change,
             )
         )

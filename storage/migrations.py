@@ -120,6 +120,18 @@ ALTER TABLE measurements ADD COLUMN peak_flops DOUBLE;       -- measured peak FL
 ALTER TABLE measurements ADD COLUMN details JSON;            -- shapes, noise reasons, timings
 """,
     ),
+    (
+        3,
+        "verdicts you can trust: rounds, measured contention, noise reason, theoretical peak",
+        """
+ALTER TABLE measurements ADD COLUMN rounds INTEGER;                 -- processes the point was measured in
+ALTER TABLE measurements ADD COLUMN round_p50_ms DOUBLE[];          -- the median of each round, in order
+ALTER TABLE measurements ADD COLUMN foreign_cpu_share DOUBLE;       -- others' CPU time while timing, worst round
+ALTER TABLE measurements ADD COLUMN steal_share DOUBLE;             -- hypervisor steal time while timing, worst round
+ALTER TABLE measurements ADD COLUMN noise_reason VARCHAR;           -- why the figure is flagged noisy
+ALTER TABLE measurements ADD COLUMN peak_flops_theoretical DOUBLE;  -- cores x clock x FLOP/cycle, beside peak_flops
+""",
+    ),
 ]
 
 

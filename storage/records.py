@@ -11,7 +11,8 @@ from pydantic import BaseModel, Field, model_validator
 
 RunStatus = Literal["initializing", "running", "completed", "failed", "cancelled", "crashed"]
 CheckStatus = Literal["passed", "failed", "skipped", "error"]
-MeasurementStatus = Literal["ok", "error", "oom", "timeout", "skipped"]
+# oom: the kernel says it killed the process for memory; killed: killed by a signal for another reason
+MeasurementStatus = Literal["ok", "error", "oom", "killed", "timeout", "skipped"]
 
 
 def utcnow() -> datetime:
@@ -128,3 +129,10 @@ class MeasurementRecord(BaseModel):
     noisy: bool | None = None
     peak_flops: float | None = None
     details: dict[str, Any] = Field(default_factory=dict)
+    # added by migration 3
+    rounds: int | None = None
+    round_p50_ms: list[float] = Field(default_factory=list)
+    foreign_cpu_share: float | None = None
+    steal_share: float | None = None
+    noise_reason: str | None = None
+    peak_flops_theoretical: float | None = None

@@ -17,17 +17,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from accel.hardware.contention import contention_between, cpu_snapshot, foreign_device_pids
 from accel.tasks.skill_module import import_skill
 
 
 def measure(
     call: Callable[[], Any], warmup: int, min_iters: int, min_seconds: float, max_seconds: float
-) -> tuple[list[float], float, float]:
+) -> tuple[list[float], float, float, dict[str, Any] | None]:
     """Untimed warmup calls, then timed calls until both minimums are met (or the maximum time is spent).
 
     Python's cyclic garbage collector is off while timing (as in timeit and pyperf): a collection
     landing inside one call would be charged to the model. Returns (seconds per call, wall-clock
-    start, wall-clock end of the timed part).
+    start, wall-clock end of the timed part, what other processes used of these cores meanwhile).
     """
     for _ in range(warmup):
         call()
@@ -35,6 +36,7 @@ def measure(
     gc.collect()
     gc.disable()
     try:
+        before = cpu_snapshot()
         started_wall, started = time.time(), time.perf_counter()
         while True:
             elapsed = time.perf_counter() - started
@@ -43,9 +45,11 @@ def measure(
             t0 = time.perf_counter()
             call()
             samples.append(time.perf_counter() - t0)
+        ended_wall, after = time.time(), cpu_snapshot()
     finally:
         gc.enable()
-    return samples, started_wall, time.time()
+    contention = contention_between(before, after)
+    return samples, started_wall, ended_wall, contention.model_dump() if contention else None
 
 
 def peak_rss_of(pid: int) -> int | None:
@@ -84,18 +88,23 @@ def run_point(skill_dir: Path, point: dict[str, Any]) -> dict[str, Any]:
         t0 = time.perf_counter()
         skill(inputs)
         result["first_call_s"] = time.perf_counter() - t0
-        result["samples"], result["start"], result["end"] = measure(lambda: skill(inputs), **timing)
+        result["samples"], result["start"], result["end"], result["contention"] = measure(
+            lambda: skill(inputs), **timing
+        )
     else:  # generate: the whole greedy loop, and its first token alone (prefill)
         new_tokens = point["new_tokens"]
         t0 = time.perf_counter()
         tokens = skill.generate(inputs, new_tokens)
         result["first_call_s"] = time.perf_counter() - t0
         result["new_tokens"] = int(tokens.shape[1])
-        result["prefill"], _, _ = measure(lambda: skill.generate(inputs, 1), **{**timing, "min_seconds": 0.0})
-        result["samples"], result["start"], result["end"] = measure(
+        result["prefill"], *_ = measure(lambda: skill.generate(inputs, 1), **{**timing, "min_seconds": 0.0})
+        result["samples"], result["start"], result["end"], result["contention"] = measure(
             lambda: skill.generate(inputs, new_tokens), **timing
         )
     result["peak_accel_bytes"] = _accelerator_peak(module.TARGET.split("/")[1].split(":")[0], module.DEVICE)
+    if module.TARGET.startswith("cuda/") and result.get("contention") is not None:
+        # other processes on the GPU right after the window (the skill runs on device 0 of what it sees)
+        result["contention"]["foreign_device_pids"] = foreign_device_pids(0)
     skill.close()
     return result
 

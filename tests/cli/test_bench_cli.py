@@ -1,0 +1,62 @@
+"""`accel bench` and `accel compare`: bad input is exit 2 and one line before any work; every figure
+carries its flag in the table and the JSON."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from accel.settings import get_settings
+from accel.storage import ResultsStore
+from tests.cli.test_cli import accel
+
+QUICK = ["--min-iters", "3", "--min-seconds", "0.3", "--warmup", "1", "--threads", "1"]
+
+
+def one_line_error(code: int, err: str, *words: str) -> None:
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("accel: error: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--seq", "100000"], "past this model's maximum"),
+        (["--batch", "1000000000"], "batch must be between"),
+        (["--rounds", "0"], "--rounds must be between 1 and 20"),
+        (["--rounds", "500"], "--rounds must be between 1 and 20"),
+        (["--rounds", "three"], "--rounds"),
+        (["--batch", "0"], "--batch"),
+    ],
+)
+def test_bench_refuses_bad_input_with_one_line_and_leaves_no_run_running(capsys, tiny_skill, accel_home, args, says):
+    skill = tiny_skill("bert", "cpu/onnxruntime").path
+    code, out, err = accel(capsys, "bench", str(skill), *args)
+    one_line_error(code, err, says)
+    assert out == ""
+    if (accel_home / "results.duckdb").exists():
+        runs = ResultsStore(get_settings().results_path).list_runs(kind="benchmark")
+        assert [r for r in runs if r.status == "running"] == []
+
+
+def test_bench_json_and_table_carry_the_noisy_flag_of_a_busy_machine(capsys, tiny_skill):
+    skill = tiny_skill("bert", "cpu/onnxruntime").path
+    code, out, _ = accel(capsys, "bench", str(skill), "--seq", "16", "--rounds", "2", *QUICK, "--json")
+    assert code == 0
+    [row] = json.loads(out)["measurements"]
+    assert row["rounds"] == 2 and len(row["round_p50_ms"]) == 2
+    assert {"noisy", "noise_reason", "foreign_cpu_share", "steal_share"} <= set(row)
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in os.sched_getaffinity(0)]
+    try:
+        code, out, _ = accel(capsys, "bench", str(skill), "--seq", "16", "--rounds", "1", *QUICK)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    assert code == 0
+    assert "noisy" in out and "NOISY: other processes used" in out.replace("\n", " ").replace("│", " ")
