@@ -35,6 +35,9 @@ REFUSED = {
 BROKEN = {
     ("wavlm", "torch"): "the torch.export program is specialised to batch > 1 (a guard fails at batch 1), "
     "and the generator validates only batch 3",
+    ("hubert", "onnxruntime"): "real_input: on real audio zero-padded without an attention mask (group-norm "
+    "features), the ONNX graph is 6e-4 from float64 at the padded frames (torch fp32 1e-5), over the fp32 tolerance",
+    ("hubert", "openvino"): "real_input: as on onnxruntime, 7e-4 at the zero-padded frames of real audio",
     ("align", "openvino"): "OpenVINO cannot convert ALIGN's pooler (an AvgPool kernel larger than its input)",
 }
 DRIVEN = [name for name in ZOO_MODELS if name not in REFUSED]

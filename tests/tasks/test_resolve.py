@@ -1,12 +1,16 @@
-"""Resolving model refs: local directories, the packaged MiniLM, the Hugging Face cache, refusals."""
+"""Resolving model refs: local directories, the packaged MiniLM, the Hugging Face cache, refusals.
+
+And what resolution refuses inside the six families: what accel's templates cannot drive, with the reason.
+"""
 
 import shutil
 from pathlib import Path
 
 import pytest
 
-from accel.tasks.errors import ModelRefError
-from accel.tasks.resolve import resolve_model
+from accel.tasks.errors import ModelRefError, UnsupportedModelError, UnsupportedTargetError
+from accel.tasks.resolve import UndrivableModelError, resolve_model
+from tests.tiny_models import with_generation_config
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -96,3 +100,94 @@ def test_file_digests_are_cached_in_accel_home(tiny_models, accel_home):
     resolve_model(str(tiny_models["vit"]))
     cache = accel_home / "cache" / "file-hashes.json"
     assert cache.is_file() and "model.safetensors" in cache.read_text()
+
+
+def _edited_copy(source: Path, dest: Path, file: str, **changes) -> Path:
+    """A copy of a tiny model whose JSON `file` has `changes` (a None value removes the key)."""
+    import json
+
+    shutil.copytree(source, dest)
+    settings = json.loads((dest / file).read_text())
+    settings.update(changes)
+    (dest / file).write_text(json.dumps({k: v for k, v in settings.items() if v is not None}))
+    return dest
+
+
+def test_a_tokenizer_returning_no_attention_mask_is_refused_for_a_model_fed_one(tiny_models, tmp_path):
+    copy = _edited_copy(
+        tiny_models["bert"], tmp_path / "bert", "tokenizer_config.json", model_input_names=["input_ids"]
+    )
+    with pytest.raises(UndrivableModelError, match=r"returns \['input_ids'\], without attention_mask"):
+        resolve_model(str(copy))
+
+
+def test_a_text_encoder_whose_tokenizer_has_no_pad_token_is_refused(tiny_models, tmp_path):
+    # A bare GPT2Model is a text encoder; GPT-2's tokenizer has no pad token, so a batch cannot be padded.
+    bare = _edited_copy(tiny_models["gpt2"], tmp_path / "gpt2", "config.json", architectures=["GPT2Model"])
+    (bare / "tokenizer_config.json").write_text(
+        (bare / "tokenizer_config.json").read_text().replace('"pad_token": "<|endoftext|>",', "")
+    )
+    with pytest.raises(UndrivableModelError, match=r"GPT2Model .*text-encoder.*has no pad token"):
+        resolve_model(str(bare))
+
+
+def test_a_causal_lm_whose_tokenizer_has_no_pad_token_is_driven(tiny_models, tmp_path):
+    # The text-generation template pads with the generation config's pad id, as transformers' generate does.
+    copy = shutil.copytree(tiny_models["gpt2"], tmp_path / "gpt2")
+    (copy / "tokenizer_config.json").write_text(
+        (copy / "tokenizer_config.json").read_text().replace('"pad_token": "<|endoftext|>",', "")
+    )
+    assert resolve_model(str(copy)).family == "text-generation"
+
+
+def test_an_image_processor_giving_another_size_than_the_config_is_refused(tiny_models, tmp_path):
+    copy = _edited_copy(
+        tiny_models["vit"], tmp_path / "vit", "preprocessor_config.json", size={"height": 48, "width": 48}
+    )
+    with pytest.raises(
+        UndrivableModelError, match=r"pixel_values of shape \[2, 3, 48, 48\].*fixed \['batch', 3, 32, 32\]"
+    ):
+        resolve_model(str(copy))
+
+
+def test_weights_without_a_tokenizer_or_processor_are_refused(tiny_models, tmp_path):
+    copy = tmp_path / "vit"
+    copy.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy2(tiny_models["vit"] / name, copy / name)
+    with pytest.raises(UndrivableModelError, match="no tokenizer, image processor or feature extractor"):
+        resolve_model(str(copy))
+    # Without the check (a caller that only describes the model) it still resolves.
+    assert resolve_model(str(copy), check_support=False).family == "vision"
+
+
+def test_a_generation_setting_greedy_decoding_lacks_is_refused_at_resolve(tiny_models, tmp_path):
+    copy = with_generation_config(tiny_models["gpt2"], tmp_path / "gpt2", bad_words_ids=[[5, 6]])
+    with pytest.raises(UndrivableModelError, match=r"sets bad_words_ids=\[\[5, 6\]\], which accel's greedy"):
+        resolve_model(str(copy))
+
+
+@pytest.mark.parametrize(
+    ("model_type", "architecture", "says"),
+    [
+        # Tasks the family's template does not drive: refused as both kinds of error callers catch.
+        ("detr", "DetrForObjectDetection", "does not drive task object-detection; it drives: image-classification"),
+        ("blip", "BlipForConditionalGeneration", "does not drive task image-text-to-text"),
+        ("wav2vec2", "Wav2Vec2ForXVector", "does not drive task audio-xvector"),
+        # What the interface would need from the config, and the config lacks.
+        ("resnet", "ResNetForImageClassification", "states no image_size"),
+        ("speech_to_text", "Speech2TextForConditionalGeneration", "this model takes neither"),
+        ("audio-spectrogram-transformer", "ASTForAudioClassification", "this model takes neither"),
+        ("siglip2", "Siglip2Model", "vision config states no image_size"),
+    ],
+)
+def test_architectures_in_a_family_that_accel_cannot_drive_are_refused_at_resolve(
+    model_type, architecture, says, tmp_path
+):
+    from transformers import AutoConfig
+
+    AutoConfig.for_model(model_type, architectures=[architecture]).save_pretrained(tmp_path)
+    with pytest.raises(UndrivableModelError, match=says) as err:
+        resolve_model(str(tmp_path))
+    assert isinstance(err.value, UnsupportedModelError) and isinstance(err.value, UnsupportedTargetError)
+    assert architecture in str(err.value)
