@@ -60,3 +60,34 @@ def test_bench_json_and_table_carry_the_noisy_flag_of_a_busy_machine(capsys, tin
             loop.wait()
     assert code == 0
     assert "noisy" in out and "NOISY: other processes used" in out.replace("\n", " ").replace("│", " ")
+
+
+def test_the_run_table_the_pipeline_report_and_the_nightly_markdown_show_each_figures_flag():
+    from rich.console import Console
+
+    from accel.cli.run import _table
+    from accel.flows.chain import ChainResult
+    from accel.flows.nightly import _markdown
+    from accel.flows.report import markdown, rows
+    from accel.storage import Change, PointComparison
+
+    why = "other processes used 52% of the 2 cores while round 1 was timed (more than 10%)"
+    result = ChainResult(
+        model="m", target="cpu/onnxruntime", run_id="r", status="passed", stage="done", message="10/10 checks"
+    )
+    result = result.model_copy(update={"p50_ms": 75.4, "batch": 1, "seq": 128, "noisy": True, "noise_reason": why})
+
+    class Pipeline:
+        run_id, results = "p", [result]
+
+    console = Console(width=400, record=True)
+    console.print(_table(Pipeline()))
+    printed = console.export_text()
+    assert "(noisy)" in printed and f"NOISY: {why}" in printed
+    assert rows([result])[0]["flag"] == f"NOISY: {why}" and f"NOISY: {why}" in markdown("t", [result])
+    change = Change(verdict="inconclusive", ratio=1.2, p_value=None, reason=f"the new figure is noisy ({why})")
+    point = PointComparison(
+        model_ref="m", target="cpu/onnxruntime", scenario="forward", batch=1, seq=128, old_p50_ms=25.0,
+        new_p50_ms=75.4, noisy=True, noise_reason=f"new: {why}", change=change,
+    )  # fmt: skip
+    assert f"NOISY: new: {why}" in _markdown("n", "o", [point])
