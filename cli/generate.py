@@ -68,10 +68,10 @@ def generate_command(
     json_output: JsonFlag = False,
 ) -> None:
     """Generate the standalone implementation (skill) of a model for one target, checked against the model."""
+    if out is not None:  # before the generator's imports: bad input is refused at once
+        writable_folder(out, "--out")
     from accel.tasks.generate import generate, record_skill  # here: the generator imports torch
 
-    if out is not None:
-        writable_folder(out, "--out")
     with progress_bar(json_output) as progress:
         task = progress.add_task("generate", total=1.0)
         skill = generate(

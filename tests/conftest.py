@@ -18,6 +18,10 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 import shutil  # noqa: E402
 
+# Prefect binds its console log handler to the sys.stderr of the moment it is first imported: imported
+# here, before any test captures output, never inside a test whose captured stream is closed after it
+# (later flow runs then fail to log, and log_prints turns that into a recursion).
+import prefect  # noqa: E402, F401
 import pytest  # noqa: E402
 
 from accel.settings import get_settings  # noqa: E402
