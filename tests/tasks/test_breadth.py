@@ -40,6 +40,8 @@ BROKEN = {
     ("hubert", "openvino"): "real_input: as on onnxruntime, 7e-4 at the zero-padded frames of real audio",
     ("align", "openvino"): "OpenVINO cannot convert ALIGN's pooler (an AvgPool kernel larger than its input)",
 }
+# Fixes under way in the test stage (real_input compares each real item alone): not strict until they land.
+IN_FLIGHT = {("hubert", "onnxruntime"), ("hubert", "openvino")}
 DRIVEN = [name for name in ZOO_MODELS if name not in REFUSED]
 
 
@@ -62,7 +64,9 @@ def matrix() -> list:
             name,
             runtime,
             id=f"{name}-{runtime}",
-            marks=[pytest.mark.xfail(strict=True, reason=BROKEN[name, runtime])] if (name, runtime) in BROKEN else [],
+            marks=[pytest.mark.xfail(strict=(name, runtime) not in IN_FLIGHT, reason=BROKEN[name, runtime])]
+            if (name, runtime) in BROKEN
+            else [],
         )
         for name in DRIVEN
         for runtime in RUNTIMES
