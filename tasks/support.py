@@ -252,7 +252,6 @@ def check_drivable(model: Any, config: Any) -> None:
     """UndrivableModelError, with the reason, for a model accel cannot drive (see `refusal`)."""
     reason = refusal(model, config)
     if reason is not None:
-        raise UndrivableModelError(
-            f"{model.architecture} (model type {model.model_type!r}, {model.family}, {model.task}) is refused: "
-            f"{reason}"[:2000]
-        )
+        said = " ".join(reason.split())  # one line: the CLI prints it as its one line of error
+        who = f"{model.architecture} (model type {model.model_type!r}, {model.family}, {model.task})"
+        raise UndrivableModelError(f"{who} is refused: {said}"[:2000])
