@@ -56,7 +56,7 @@ def main() -> None:
 
     home = Path(tempfile.mkdtemp(prefix="accel-calibration-"))
     os.environ.update(ACCEL_HOME=str(home / "home"), HF_HUB_OFFLINE="1", TRANSFORMERS_VERBOSITY="error")
-    from accel.storage import ResultsStore, compare_runs
+    from accel.storage import ResultsStore, compare_rounds, compare_runs
     from accel.tasks.benchmark import BenchConfig, benchmark
     from accel.tasks.generate import generate
     from tests.tiny_models import build_tiny_models
@@ -74,6 +74,7 @@ def main() -> None:
         flops=False,
     )
     started = time.monotonic()
+    benchmark(skill, config)  # warm-up, not judged: the first run after building pays cold caches (about 5% here)
     first = benchmark(skill, config)
     base_ms = statistics.median(first.measurements[0].round_p50_ms)
     twin = spin_twin(skill, home / "slow", args.slowdown * base_ms / 1000)
@@ -86,28 +87,33 @@ def main() -> None:
         loads.append(machine_load())
     store = ResultsStore(home / "home" / "results.duckdb")
 
-    def judged(title: str, pairs: list[tuple]) -> dict[str, int]:
+    def judged(title: str, pairs: list[tuple]) -> tuple[dict[str, int], dict[str, int]]:
+        """Verdicts as `accel compare` gives them, and as the round rule alone would (noise flags ignored)."""
         counts: dict[str, int] = {}
-        print(f"\n{title}")
+        alone: dict[str, int] = {}
+        print(f"\n{title}\n  #  verdict      rule alone   ratio  others' CPU old / new  load")
         for number, (old, new, load) in enumerate(pairs):
             [c] = compare_runs(store, old.run_id, new.run_id)
             m_old, m_new = old.measurements[0], new.measurements[0]
+            rule = compare_rounds(m_old.round_p50_ms, m_new.round_p50_ms).verdict
             counts[c.change.verdict] = counts.get(c.change.verdict, 0) + 1
-            shares = f"others' CPU {m_old.foreign_cpu_share:.0%} / {m_new.foreign_cpu_share:.0%}"
+            alone[rule] = alone.get(rule, 0) + 1
+            shares = f"{m_old.foreign_cpu_share:.0%} / {m_new.foreign_cpu_share:.0%}"
             ratio = f"{c.change.ratio:.3f}" if c.change.ratio else "-"
-            flag = f" noisy: {c.noise_reason}" if c.noisy else ""
-            print(f"  {number:2d} {c.change.verdict:12s} ratio {ratio}  {shares}  {load}{flag}")
-        return counts
+            flag = "  noisy" if c.noisy else ""
+            print(f"  {number:2d} {c.change.verdict:12s} {rule:12s} {ratio}  {shares:>22s}  {load}{flag}")
+        return counts, alone
 
-    aa = judged(
+    aa, aa_alone = judged(
         "A/A (same skill, consecutive runs)", [(a_runs[i], a_runs[i + 1], loads[i + 1]) for i in range(args.pairs)]
     )
-    ab = judged(
+    ab, ab_alone = judged(
         f"A/B (planted {args.slowdown:.0%} slowdown)", [(a_runs[i], b_runs[i], loads[i + 1]) for i in range(args.pairs)]
     )
     print(f"\nfalse 'regressed' on A/A: {aa.get('regressed', 0)} of {args.pairs} (goal 0); all verdicts {aa}")
     print(f"planted slowdown found 'regressed': {ab.get('regressed', 0)} of {args.pairs} (goal >= 19); all {ab}")
-    print(f"{len(a_runs) + len(b_runs)} runs in {time.monotonic() - started:.0f} s")
+    print(f"the round rule alone (noise flags ignored): A/A {aa_alone}; planted slowdown {ab_alone}")
+    print(f"{len(a_runs) + len(b_runs)} runs (and a warm-up run) in {time.monotonic() - started:.0f} s")
     shutil.rmtree(home, ignore_errors=True)
 
 
