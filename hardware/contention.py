@@ -8,8 +8,9 @@ sampling thread, so nothing is taken from the measured threads):
 - this process's own CPU time (`/proc/<pid>/stat`: utime + stime, all its threads);
 - the hypervisor's steal time of those cores.
 
-foreign share = (busy - own) / all time of those cores; steal share = steal / all time. On a GPU,
-other processes holding a context on the device (NVML, when nvidia-ml-py is installed) are listed.
+foreign share = (busy - own - one tick per core of sampling slack) / all time of those cores; steal
+share = steal / all time. On a GPU, other processes holding a context on the device (NVML, when
+nvidia-ml-py is installed) are listed.
 """
 
 from __future__ import annotations
@@ -95,7 +96,9 @@ def contention_between(start: CpuSnapshot | None, end: CpuSnapshot | None) -> Co
         zero = {"foreign_share": 0.0, "steal_share": 0.0, "own_share": 0.0}
         return Contention(window_s=end.at - start.at, cores=end.cores, **zero)
     own = end.own - start.own
-    foreign = max(0, (end.busy - start.busy) - own)
+    # The kernel charges time in whole clock ticks (10 ms), per core and per thread, so the two counts can
+    # disagree by about a tick per core: that much is sampling slack, not another process.
+    foreign = max(0, (end.busy - start.busy) - own - end.cores)
     return Contention(
         window_s=round(end.at - start.at, 4),
         cores=end.cores,
