@@ -35,13 +35,8 @@ REFUSED = {
 BROKEN = {
     ("wavlm", "torch"): "the torch.export program is specialised to batch > 1 (a guard fails at batch 1), "
     "and the generator validates only batch 3",
-    ("hubert", "onnxruntime"): "real_input: on real audio zero-padded without an attention mask (group-norm "
-    "features), the ONNX graph is 6e-4 from float64 at the padded frames (torch fp32 1e-5), over the fp32 tolerance",
-    ("hubert", "openvino"): "real_input: as on onnxruntime, 7e-4 at the zero-padded frames of real audio",
     ("align", "openvino"): "OpenVINO cannot convert ALIGN's pooler (an AvgPool kernel larger than its input)",
 }
-# Fixes under way in the test stage (real_input compares each real item alone): not strict until they land.
-IN_FLIGHT = {("hubert", "onnxruntime"), ("hubert", "openvino")}
 DRIVEN = [name for name in ZOO_MODELS if name not in REFUSED]
 
 
@@ -64,9 +59,7 @@ def matrix() -> list:
             name,
             runtime,
             id=f"{name}-{runtime}",
-            marks=[pytest.mark.xfail(strict=(name, runtime) not in IN_FLIGHT, reason=BROKEN[name, runtime])]
-            if (name, runtime) in BROKEN
-            else [],
+            marks=[pytest.mark.xfail(strict=True, reason=BROKEN[name, runtime])] if (name, runtime) in BROKEN else [],
         )
         for name in DRIVEN
         for runtime in RUNTIMES
