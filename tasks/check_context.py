@@ -27,7 +27,9 @@ class CheckResult(BaseModel):
     duration_s: float = 0.0
     max_abs_diff: float | None = None
     max_rel_diff: float | None = None
-    tolerance: float | None = Field(None, description="The absolute part of the tolerance applied.")
+    tolerance: float | None = Field(
+        None, description="The absolute limit applied to the output nearest it: atol + rtol x its max |value|."
+    )
     message: str = ""
     details: dict[str, Any] = Field(default_factory=dict)
 

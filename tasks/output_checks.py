@@ -15,8 +15,9 @@ def comparison_numbers(comparison: Comparison, tolerance: Tolerance, **details: 
     return {
         "max_abs_diff": comparison.max_abs_diff,
         "max_rel_diff": comparison.max_rel_diff,
-        "tolerance": tolerance.atol,
+        "tolerance": comparison.limit if comparison.limit is not None else tolerance.atol,
         "details": {
+            "atol": tolerance.atol,
             "worst_output": comparison.worst_output,
             "per_output": comparison.per_output,
             "rtol": tolerance.rtol,

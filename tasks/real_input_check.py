@@ -41,9 +41,24 @@ def real_data(family: str, sampling_rate: int = 16000) -> Any:
     return [wave_, wave_[: len(wave_) // 2]]
 
 
+def _one_by_one(raw: Any) -> list[Any]:
+    """Each item of a family's real data alone (a dict of parallel lists gives one dict per position)."""
+    if isinstance(raw, dict):
+        positions = zip(*raw.values(), strict=True)
+        return [{key: [value] for key, value in zip(raw, values, strict=True)} for values in positions]
+    return [[item] for item in raw]
+
+
 def check_real_input(ctx: Context) -> dict[str, Any]:
+    """The batch through preprocess gives valid, finite outputs; each item alone matches the reference.
+
+    Each item is compared alone because a padded batch of a model that takes no attention mask (HuBERT)
+    feeds it silence it cannot tell from sound, where layer norms of near-constant frames amplify
+    rounding (7e-4 seen) into what no tolerance for real differences would allow.
+    """
     rate = ctx.pristine.PREPROCESS.get("sampling_rate", 16000)
-    inputs = ctx.skill.preprocess(real_data(ctx.family, rate))
+    raw = real_data(ctx.family, rate)
+    inputs = ctx.skill.preprocess(raw)
     if set(inputs) != set(ctx.pristine.INPUTS):
         raise Verdict("failed", f"preprocess gave {sorted(inputs)}, the model takes {sorted(ctx.pristine.INPUTS)}")
     outputs = ctx.skill(inputs)
@@ -54,14 +69,20 @@ def check_real_input(ctx: Context) -> dict[str, Any]:
         )
     bad = nonfinite_outputs(outputs)
     if bad:
-        raise Verdict("failed", f"NaN or Inf in {', '.join(bad)} on real data")
+        raise Verdict("failed", f"NaN or Inf in {', '.join(bad)} on a batch of real data")
     tol = ctx.tolerance
-    comparison = compare_outputs(outputs, ctx.reference(inputs), tol)
+    worst = None
+    for number, item in enumerate(_one_by_one(raw)):
+        alone = ctx.skill.preprocess(item)
+        comparison = compare_outputs(ctx.skill(alone), ctx.reference(alone), tol)
+        if worst is None or comparison.max_abs_diff > worst.max_abs_diff or not comparison.passed:
+            worst = comparison
+        if not comparison.passed:
+            numbers = comparison_numbers(comparison, tol, item=number)
+            raise Verdict("failed", f"real {ctx.family} item {number}: {comparison.message}", **numbers)
     shapes = {name: list(value.shape) for name, value in inputs.items()}
-    numbers = comparison_numbers(comparison, tol, inputs=shapes)
-    if not comparison.passed:
-        raise Verdict("failed", f"on real {ctx.family} data: {comparison.message}", **numbers)
     return {
-        "message": f"real {ctx.family} data through preprocess (inputs {shapes}): finite, {comparison.message}",
-        **numbers,
+        "message": f"real {ctx.family} data through preprocess (a batch {shapes}) is finite; each item alone: "
+        f"{worst.message}",
+        **comparison_numbers(worst, tol, inputs=shapes),
     }

@@ -107,3 +107,27 @@ def test_a_setting_greedy_decoding_does_not_implement_is_refused(tiny_models, tm
     variant = with_generation_config(tiny_models["gpt2"], tmp_path / "bad-words", bad_words_ids=[[5, 6]])
     with pytest.raises(UnsupportedModelError, match=r"sets bad_words_ids=\[\[5, 6\]\], which accel's greedy"):
         generate(str(variant), TARGET, out_dir=tmp_path / "skills")
+
+
+def test_whisper_follows_its_suppressed_tokens(tiny_models, tmp_path):
+    """Real Whisper checkpoints suppress tokens (and others at the start): the speech template follows them."""
+    plain_skill = generate(str(tiny_models["whisper"]), TARGET, out_dir=tmp_path / "skills")
+    module = import_skill(plain_skill.path / "skill.py", f"_plain_{plain_skill.skill_id}")
+    features = module.make_inputs(2, None, seed=3)
+    with module.Skill() as loaded:
+        plain = loaded.generate(features, NEW_TOKENS)
+    first, common = int(plain[0, 0]), int(np.bincount(plain.ravel()).argmax())
+    variant = with_generation_config(
+        tiny_models["whisper"],
+        tmp_path / "whisper-suppressed",
+        suppress_tokens=[common],
+        begin_suppress_tokens=[first],
+        no_repeat_ngram_size=2,
+    )
+    skill = generate(str(variant), TARGET, out_dir=tmp_path / "skills")
+    report = validate(skill.path, "comprehensive", record=False)
+    assert report.passed, [c for c in report.checks if c.status != "passed"]
+    module = import_skill(skill.path / "skill.py", f"_variant_{skill.skill_id}")
+    with module.Skill() as loaded:
+        got = loaded.generate(features, NEW_TOKENS)
+    assert not np.array_equal(got, plain) and common not in got and first not in got[:, 0]

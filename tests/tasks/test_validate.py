@@ -69,7 +69,8 @@ def plant(skill_dir: Path, tmp_path: Path, old: str, new: str) -> Path:
 
 
 # check -> (tiny model, text to replace in skill.py, its replacement, other checks the fault also fails).
-# real_input compares with the reference too, so a fault in what the skill computes fails it as well.
+# real_input compares each real item with the reference too, so a fault in what every call computes
+# fails it as well (a fault in batching or padding does not: it compares items one by one).
 FAULTS = {
     "parity": (
         "bert",
@@ -98,13 +99,13 @@ FAULTS = {
         CALL,
         "        out = self._backend.run(check_inputs(inputs))\n"
         "        return {k: v[::-1].copy() for k, v in out.items()}\n",
-        {"real_input"},
+        set(),
     ),
     "padding_invariance": (
         "bert",
         CALL,
         "        inputs = {**inputs, 'attention_mask': np.ones_like(inputs['attention_mask'])}\n" + CALL,
-        {"real_input"},
+        set(),
     ),
     "generation_parity": (
         "gpt2",
