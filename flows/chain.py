@@ -15,7 +15,13 @@ from pydantic import BaseModel
 from accel.flows.runs import recorded_run, store
 from accel.hardware import Target
 from accel.tasks.benchmark import BenchConfig, benchmark_skill, skipped_rows
-from accel.tasks.errors import GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError
+from accel.tasks.errors import (
+    GenerationError,
+    ModelRefError,
+    SkillDirError,
+    UnsupportedModelError,
+    UnsupportedTargetError,
+)
 from accel.tasks.generate import generate_skill
 from accel.tasks.progress import emit_progress
 from accel.tasks.validate import validate_skill
@@ -88,7 +94,12 @@ def chain(
 
         result.stage = "benchmark"
         emit_progress("benchmark", "start", 0.0, model=model, target=target)
-        measured = benchmark_skill(str(skill.path), config).measurements
+        try:
+            measured = benchmark_skill(str(skill.path), config).measurements
+        except SkillDirError as err:  # a benchmark this skill cannot take (a --seq past its maximum, ...)
+            result.message = f"benchmark refused: {err}"
+            run.fail(result.message)
+            return result
         ok = [m for m in measured if m.status == "ok"]
         result.measurements_ok, result.measurements_total = len(ok), len(measured)
         headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
