@@ -33,8 +33,6 @@ REFUSED = {
 # (architecture, runtime) pairs that do not pass today, each for a reason outside the resolver's reach:
 # only the full matrix runs them, as strict expected failures (so a fix shows up as an XPASS to adopt).
 BROKEN = {
-    ("wavlm", "torch"): "the torch.export program is specialised to batch > 1 (a guard fails at batch 1), "
-    "and the generator validates only batch 3",
     ("align", "openvino"): "OpenVINO cannot convert ALIGN's pooler (an AvgPool kernel larger than its input)",
 }
 DRIVEN = [name for name in ZOO_MODELS if name not in REFUSED]
