@@ -96,7 +96,13 @@ def _share_of_theory(probe: dict) -> str:
     theory = theoretical_peak_flops(probe["dtype"], probe.get("threads")) if probe["device"] == "cpu" else None
     if not theory:
         return ""
-    return f"; {probe['flops'] / theory[0]:.0%} of the theoretical {theory[0] / 1e9:.1f} for its cores"
+    share = probe["flops"] / theory[0]
+    if share > 1:  # the clock read is not the one the cores run at (a VM's nominal clock, boost)
+        return (
+            f"; {share:.0%} of the theoretical {theory[0] / 1e9:.1f} for its cores: measured past it, so the "
+            "clock it assumes is below the one the cores run at (boost); the measured peak is the one MFU uses"
+        )
+    return f"; {share:.0%} of the theoretical {theory[0] / 1e9:.1f} for its cores"
 
 
 def _peak_table(peaks: dict) -> Table:

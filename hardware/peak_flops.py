@@ -2,8 +2,9 @@
 
 Model FLOPs utilisation (MFU) divides what a model achieves by this figure, so a wrong one makes every
 MFU on the install wrong. It is measured, not taken from a spec sheet: the best of many large square
-matrix products, in a process of its own (`python -m accel.hardware.peak_flops`), with the spread of
-the products and the CPU share other processes used meanwhile stored beside it. Only a quiet probe
+matrix products of every runtime's GEMM (torch; on CPU fp32 also ONNX Runtime's and OpenVINO's,
+which beat torch's on some CPUs), in a process of its own (`python -m accel.hardware.peak_flops`),
+with the spread of the products and the CPU share other processes used meanwhile stored beside it. Only a quiet probe
 (others under `max_foreign_share` of the cores) is cached; a contended one is used for that run only,
 marked so, and the next run probes again. The theoretical peak (hardware/cpu.py) is recorded beside it.
 """
@@ -17,6 +18,7 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -45,9 +47,11 @@ class PeakProbe(BaseModel):
     theoretical_flops: float | None = None
     theoretical_basis: str | None = None
     cached: bool = False  # read from the cache (a quiet probe of an earlier run)
+    kernel: str | None = None  # whose GEMM reached the best product (torch, onnxruntime, openvino)
+    kernels: dict[str, float] = {}  # the best product of each runtime's GEMM
 
 
-def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict:
+def _torch_gemm(device: str, dtype: str, threads: int | None) -> Callable[[], None]:
     import torch
 
     if threads and device == "cpu":
@@ -56,24 +60,86 @@ def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict
     a = torch.randn(n, n, device=device).to(getattr(torch, dtype))
     b = torch.randn(n, n, device=device).to(getattr(torch, dtype))
 
-    def sync() -> None:
+    def product() -> None:
+        with torch.inference_mode():
+            torch.matmul(a, b)
         if device == "cuda":
             torch.cuda.synchronize()
 
-    rates: list[float] = []
-    with torch.inference_mode():
-        torch.matmul(a, b)  # warm up kernels and caches
-        sync()
-        before = cpu_snapshot()
-        deadline = time.perf_counter() + seconds
-        while time.perf_counter() < deadline or len(rates) < 3:
+    return product
+
+
+def _onnxruntime_gemm(threads: int | None) -> Callable[[], None]:
+    import numpy as np
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    n = _SIZES["cpu"]
+    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b", "c")]
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", spec[:2], spec[2:])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feeds = {name: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for name in ("a", "b")}
+    return lambda: session.run(None, feeds)
+
+
+def _openvino_gemm(threads: int | None) -> Callable[[], None]:
+    import numpy as np
+    import openvino
+    from openvino import opset13
+
+    n = _SIZES["cpu"]
+    a, b = (opset13.parameter([n, n], np.float32) for _ in range(2))
+    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = threads
+    compiled = openvino.Core().compile_model(
+        openvino.Model([opset13.matmul(a, b, False, False)], [a, b]), "CPU", config
+    )
+    request = compiled.create_infer_request()
+    feeds = [np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for _ in range(2)]
+    return lambda: request.infer(feeds)
+
+
+def _gemms(device: str, dtype: str, threads: int | None) -> dict[str, Callable[[], None]]:
+    """Every GEMM this machine's runtimes offer for the device and precision, by runtime.
+
+    torch's CPU GEMM (MKL / oneDNN) is not the fastest everywhere (on AMD CPUs ONNX Runtime's and
+    OpenVINO's own kernels reach well past it), and a skill on those runtimes then shows an MFU above
+    100%: the peak is the best of them all.
+    """
+    gemms = {"torch": _torch_gemm(device, dtype, threads)}
+    if device == "cpu" and dtype == "float32":
+        for name, make in (("onnxruntime", _onnxruntime_gemm), ("openvino", _openvino_gemm)):
+            try:
+                gemms[name] = make(threads)
+            except Exception:  # runtime not installed or broken here: the others still count
+                continue
+    return gemms
+
+
+def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict:
+    n = _SIZES.get(device, 2048)
+    gemms = _gemms(device, dtype, threads)
+    for product in gemms.values():
+        product()  # warm up kernels and caches
+    rates: dict[str, list[float]] = {name: [] for name in gemms}
+    before = cpu_snapshot()
+    share = seconds / len(gemms)
+    for name, product in gemms.items():
+        deadline = time.perf_counter() + share
+        while time.perf_counter() < deadline or len(rates[name]) < 3:
             start = time.perf_counter()
-            torch.matmul(a, b)
-            sync()
-            rates.append(2 * n**3 / (time.perf_counter() - start))
-        contention = contention_between(before, cpu_snapshot())
-    rates.sort()
-    best, median = rates[-1], rates[len(rates) // 2]
+            product()
+            rates[name].append(2 * n**3 / (time.perf_counter() - start))
+    contention = contention_between(before, cpu_snapshot())
+    bests = {name: max(found) for name, found in rates.items()}
+    kernel = max(bests, key=bests.__getitem__)
+    found = sorted(rates[kernel])
+    best, median = found[-1], found[len(found) // 2]
     return {
         "device": device,
         "dtype": dtype,
@@ -81,7 +147,9 @@ def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict
         "flops": best,
         "median_flops": median,
         "spread": round(1 - median / best, 4),
-        "products": len(rates),
+        "products": sum(len(r) for r in rates.values()),
+        "kernel": kernel,
+        "kernels": {name: round(value) for name, value in bests.items()},
         "foreign_share": contention.foreign_share if contention else None,
         "steal_share": contention.steal_share if contention else None,
         "foreign_device_pids": foreign_device_pids(0) if device == "cuda" else None,
@@ -95,14 +163,15 @@ def cache_key(device: str, dtype: str, threads: int | None) -> str:
 
 
 def read_cache(cache_file: Path | None) -> dict[str, dict]:
-    """The quiet probes cached so far, by key (entries from before probes carried their contention are dropped)."""
+    """The quiet probes cached so far, by key (entries of older probe versions are dropped)."""
     if cache_file is None or not cache_file.is_file():
         return {}
     try:
         cache = json.loads(cache_file.read_text())
     except ValueError:
         return {}
-    return {k: v for k, v in cache.items() if isinstance(v, dict) and v.get("quiet")}
+    # Entries from before the probe timed every runtime's GEMM (no "kernels") understate the peak.
+    return {k: v for k, v in cache.items() if isinstance(v, dict) and v.get("quiet") and v.get("kernels")}
 
 
 def _write_cache(cache_file: Path, cache: dict[str, dict]) -> None:

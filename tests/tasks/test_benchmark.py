@@ -56,7 +56,9 @@ def test_a_benchmark_measures_records_and_describes_every_point(tiny_skill):
         # one statistic for every throughput figure: the median
         assert m.samples_per_s == pytest.approx(m.batch / (m.p50_ms / 1000))
         assert m.tokens_per_s == pytest.approx(m.batch * m.seq / (m.p50_ms / 1000))
-        assert m.flops > 0 and m.peak_flops > 1e9 and m.peak_flops_theoretical >= m.peak_flops
+        # The theoretical figure is recorded beside the measured one, but is no ceiling for it: it assumes
+        # the clock /proc reports, and cores boost past a VM's nominal clock (seen: measured 1.4x it).
+        assert m.flops > 0 and m.peak_flops > 1e9 and m.peak_flops_theoretical > 1e9
         if m.mfu is not None:
             assert 0 < m.mfu < 1 and m.mfu == pytest.approx(m.flops / (m.p50_ms / 1000) / m.peak_flops)
         else:  # the probe ran while others used the machine: no MFU against it, and why
@@ -238,7 +240,7 @@ def test_a_contended_peak_probe_is_not_cached_and_a_quiet_one_is(busy_loops, tmp
     kept = read_cache(cache)[cache_key("cpu", "float32", CORES)]
     assert kept["flops"] == max(p.flops for p in quiet if not p.cached) and kept["foreign_share"] <= 0.10
     again = peak_flops("cpu", "float32", CORES, cache)
-    assert again.cached and again.flops == kept["flops"] and again.theoretical_flops >= again.flops
+    assert again.cached and again.flops == kept["flops"] and again.theoretical_flops > 0
 
 
 def _bert_layer_flops(batch: int, seq: int, hidden: int, inner: int) -> int:
@@ -265,6 +267,7 @@ def test_an_mfu_above_100_percent_is_withheld_and_the_row_flagged(tiny_skill):
     cache.parent.mkdir(parents=True, exist_ok=True)
     low = {"device": "cpu", "dtype": "float32", "threads": 1, "flops": 1e3, "median_flops": 1e3, "spread": 0.0}
     low.update(products=3, foreign_share=0.0, steal_share=0.0, quiet=True, probed_at="2026-01-01T00:00:00")
+    low.update(kernel="torch", kernels={"torch": 1e3})
     cache.write_text(json.dumps({key: low}))
     config = BenchConfig(batches=[1], seqs=[8], threads=1, **QUICK)
     m = benchmark(tiny_skill("bert", "cpu/onnxruntime").path, config).measurements[0]
