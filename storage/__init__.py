@@ -14,18 +14,15 @@ from accel.storage.records import (
     SkillRecord,
 )
 from accel.storage.stats import (
-    DEFAULT_ALPHA,
     DEFAULT_THRESHOLD,
     Change,
     Summary,
     compare_rounds,
-    compare_samples,
     summarize,
 )
 from accel.storage.store import TABLES, ResultsStore
 
 __all__ = [
-    "DEFAULT_ALPHA",
     "DEFAULT_THRESHOLD",
     "MIGRATIONS",
     "TABLES",
@@ -41,7 +38,6 @@ __all__ = [
     "Summary",
     "compare_rounds",
     "compare_runs",
-    "compare_samples",
     "migrate",
     "run_measurements",
     "schema_version",

@@ -87,14 +87,12 @@ def compare_runs(
             change = Change(
                 verdict="inconclusive",
                 ratio=None,
-                p_value=None,
                 reason=f"measured only in the {'new' if a is None else 'old'} run",
             )
         elif a["status"] != "ok" or b["status"] != "ok":
             change = Change(
                 verdict="inconclusive",
                 ratio=None,
-                p_value=None,
                 reason=f"status {a['status']} -> {b['status']}: {b['error'] or a['error'] or ''}".strip(),
             )
         else:

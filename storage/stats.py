@@ -18,9 +18,6 @@ A large change that fails 2 or 3 is `inconclusive`; a change under the threshold
 flagged noisy (other processes used the cores while it was measured) is `inconclusive` whatever the
 figures say: a contended figure can neither prove nor hide a regression. Fewer than 2 rounds on a
 side show no between-process variation at all, so they are `inconclusive` too.
-
-`compare_samples` (the per-call Mann-Whitney test, as asv decides) stays for callers comparing raw
-samples of one process.
 """
 
 from __future__ import annotations
@@ -32,8 +29,6 @@ from pydantic import BaseModel
 
 Verdict = Literal["improved", "regressed", "unchanged", "inconclusive"]
 DEFAULT_THRESHOLD = 0.05
-DEFAULT_ALPHA = 0.01
-MIN_SAMPLES = 3  # fewer cannot reach p < 0.01 whatever they say
 MIN_ROUNDS = 2  # one round shows nothing of the variation between processes
 
 
@@ -75,51 +70,7 @@ def summarize(samples: list[float] | np.ndarray) -> Summary:
 class Change(BaseModel):
     verdict: Verdict
     ratio: float | None  # median(new) / median(old)
-    p_value: float | None
     reason: str
-
-
-def compare_samples(
-    old: list[float],
-    new: list[float],
-    *,
-    higher_is_better: bool = False,
-    threshold: float = DEFAULT_THRESHOLD,
-    alpha: float = DEFAULT_ALPHA,
-) -> Change:
-    """The verdict for `new` against `old`. Latency: higher is worse; throughput: `higher_is_better`."""
-    if len(old) < MIN_SAMPLES or len(new) < MIN_SAMPLES:
-        return Change(
-            verdict="inconclusive",
-            ratio=None,
-            p_value=None,
-            reason=f"{len(old)} and {len(new)} samples: at least {MIN_SAMPLES} each are needed",
-        )
-    old_median, new_median = float(np.median(old)), float(np.median(new))
-    if old_median <= 0:
-        return Change(verdict="inconclusive", ratio=None, p_value=None, reason="the old median is not positive")
-    ratio = new_median / old_median
-    from scipy.stats import mannwhitneyu  # here, not at import: scipy.stats costs every process 0.6 s
-
-    p_value = float(mannwhitneyu(old, new, alternative="two-sided").pvalue)
-    change = ratio - 1.0
-    worse = change < 0 if higher_is_better else change > 0
-    described = f"median {old_median:.4g} -> {new_median:.4g} ({change:+.1%}), Mann-Whitney p = {p_value:.2g}"
-    if abs(change) < threshold:
-        return Change(
-            verdict="unchanged",
-            ratio=ratio,
-            p_value=p_value,
-            reason=f"{described}: within the {threshold:.0%} threshold",
-        )
-    if p_value >= alpha:
-        return Change(
-            verdict="inconclusive",
-            ratio=ratio,
-            p_value=p_value,
-            reason=f"{described}: past the threshold but not significant (p >= {alpha:g})",
-        )
-    return Change(verdict="regressed" if worse else "improved", ratio=ratio, p_value=p_value, reason=described)
 
 
 def compare_rounds(
@@ -143,7 +94,7 @@ def compare_rounds(
     new_median = float(np.median(new)) if new else 0.0
     ratio = new_median / old_median if old_median > 0 else None
     if noise or ratio is None:
-        return Change(verdict="inconclusive", ratio=ratio, p_value=None, reason="; ".join(noise) or "no old median")
+        return Change(verdict="inconclusive", ratio=ratio, reason="; ".join(noise) or "no old median")
     change = ratio - 1.0
     spread = max((max(old) - min(old)) / old_median, (max(new) - min(new)) / new_median)
     separated = min(new) > max(old) if change > 0 else max(new) < min(old)
@@ -153,14 +104,13 @@ def compare_rounds(
         f"rounds {min(old):.4g}-{max(old):.4g} vs {min(new):.4g}-{max(new):.4g}, spread {spread:.1%}"
     )
     if abs(change) < threshold:
-        return Change(verdict="unchanged", ratio=ratio, p_value=None, reason=f"{described}: within {threshold:.0%}")
+        return Change(verdict="unchanged", ratio=ratio, reason=f"{described}: within {threshold:.0%}")
     if not separated:
-        return Change(verdict="inconclusive", ratio=ratio, p_value=None, reason=f"{described}: the rounds overlap")
+        return Change(verdict="inconclusive", ratio=ratio, reason=f"{described}: the rounds overlap")
     if abs(change) <= spread:
         return Change(
             verdict="inconclusive",
             ratio=ratio,
-            p_value=None,
             reason=f"{described}: not larger than the spread between rounds",
         )
-    return Change(verdict="regressed" if worse else "improved", ratio=ratio, p_value=None, reason=described)
+    return Change(verdict="regressed" if worse else "improved", ratio=ratio, reason=described)

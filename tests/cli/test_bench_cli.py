@@ -85,7 +85,7 @@ def test_the_run_table_the_pipeline_report_and_the_nightly_markdown_show_each_fi
     printed = console.export_text()
     assert "(noisy)" in printed and f"NOISY: {why}" in printed
     assert rows([result])[0]["flag"] == f"NOISY: {why}" and f"NOISY: {why}" in markdown("t", [result])
-    change = Change(verdict="inconclusive", ratio=1.2, p_value=None, reason=f"the new figure is noisy ({why})")
+    change = Change(verdict="inconclusive", ratio=1.2, reason=f"the new figure is noisy ({why})")
     point = PointComparison(
         model_ref="m", target="cpu/onnxruntime", scenario="forward", batch=1, seq=128, old_p50_ms=25.0,
         new_p50_ms=75.4, noisy=True, noise_reason=f"new: {why}", change=change,
