@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ACCEL_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ACCEL_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(Path(".accel"), description="State folder: results store, skills, Prefect home.")
     results: str | None = Field(
@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     api_port: int = Field(8000, ge=1, le=65535)
     allow_download: bool = Field(
         False, description="Let model resolution download from the Hugging Face Hub when online."
+    )
+    prefect_api_url: str = Field(
+        "http://127.0.0.1:4200/api",
+        validation_alias=AliasChoices("PREFECT_API_URL", "prefect_api_url"),
+        description="Prefect's API (Prefect's own PREFECT_API_URL); the default is where `accel up` starts it.",
     )
     db_timeout_s: float = Field(
         60.0, gt=0, description="How long a results-store access waits for another process's lock."
@@ -40,6 +45,18 @@ class Settings(BaseSettings):
         if self.results and not self.results.startswith(("http://", "https://")):
             return Path(self.results).expanduser().resolve()
         return self.home / "results.duckdb"
+
+    @property
+    def results_url(self) -> str | None:
+        """The accel API results are sent to (ACCEL_RESULTS=http://...), or None when they go to a file."""
+        if self.results and self.results.startswith(("http://", "https://")):
+            return self.results.rstrip("/")
+        return None
+
+    @property
+    def prefect_ui_url(self) -> str:
+        """Prefect's UI: its API URL without the trailing /api."""
+        return self.prefect_api_url.rstrip("/").removesuffix("/api")
 
     @property
     def skills_dir(self) -> Path:

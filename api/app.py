@@ -1,42 +1,61 @@
-"""The accel API. For now a health endpoint, so `accel up` has something to serve and probe.
+"""The accel API: `create_app()` builds it (uvicorn: `accel.api.app:create_app --factory`).
 
-The component, workflow, results and WebSocket endpoints come with their own issue.
+The lifespan opens what every request shares: the DuckDB results file (this process is its one writer
+under `accel up`), a Prefect REST client and the WebSocket relay. Nothing here imports torch,
+transformers or a runtime: the API asks Prefect to run work and reads the store, so it starts in
+well under a second.
 """
 
 from __future__ import annotations
 
-import httpx
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from accel import __version__
-from accel.settings import get_settings
+from accel.api.errors import install_error_handlers
+from accel.api.prefect import PrefectClient
+from accel.api.relay import RunRelay
+from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
+from accel.settings import Settings, get_settings
+from accel.storage import ResultsStore
 
-app = FastAPI(title="accel", version=__version__, summary="Generate, test and benchmark models on every target.")
+ROUTERS = (
+    test.router,
+    generator.router,
+    benchmark.router,
+    workflows.router,
+    results.router,
+    records.router,
+    hardware.router,
+    health.router,
+)
 
 
-@app.get("/api/health")
-async def health() -> dict:
-    """Whether the API is up, and whether it reaches Prefect and the results store.
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app, on `settings` (default: the process's ACCEL_* and PREFECT_API_URL environment)."""
+    settings = settings or get_settings()
 
-    `status` is `ok` only when Prefect answers; `degraded` says the API runs but cannot reach it.
-    """
-    from prefect.settings import PREFECT_API_URL
-
-    prefect_url = PREFECT_API_URL.value()
-    prefect = "not configured"
-    if prefect_url:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.store = ResultsStore(settings.results_path, settings.db_timeout_s)
+        app.state.prefect = PrefectClient(settings.prefect_api_url, settings.prefect_ui_url)
+        app.state.relay = RunRelay(app.state.prefect)
         try:
-            async with httpx.AsyncClient(timeout=2.0) as client:
-                response = await client.get(f"{prefect_url.rstrip('/')}/health")
-            prefect = "ok" if response.status_code == 200 else f"HTTP {response.status_code}"
-        except httpx.HTTPError as err:
-            prefect = f"unreachable: {type(err).__name__}"
-    results = get_settings().results_path
-    return {
-        "status": "ok" if prefect == "ok" else "degraded",  # up, but cannot start or follow runs
-        "version": __version__,
-        "prefect_api_url": prefect_url,
-        "prefect": prefect,
-        "results_store": str(results),
-        "results_store_exists": results.is_file(),
-    }
+            yield
+        finally:
+            await app.state.relay.aclose()
+            await app.state.prefect.aclose()
+
+    app = FastAPI(
+        title="accel",
+        version=__version__,
+        summary="Generate, test and benchmark Hugging Face models on every hardware target.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

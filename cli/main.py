@@ -16,26 +16,13 @@ from accel.cli.output import fail
 from accel.cli.run import run_command
 from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
-from accel.hardware import TargetError
 from accel.storage import StoreBusyError
-from accel.tasks.errors import (
-    GenerationError,
-    ModelRefError,
-    SkillDirError,
-    UnsupportedModelError,
-    UnsupportedTargetError,
-)
+from accel.tasks.errors import REQUEST_ERRORS, GenerationError, ServiceUnavailableError
 
-# Errors that mean the request was wrong, not the program: exit code 2 and one line.
-BAD_INPUT: tuple[type[Exception], ...] = (
-    TargetError,
-    ModelRefError,
-    UnsupportedModelError,
-    UnsupportedTargetError,
-    SkillDirError,
-)
-# The work ran and failed: exit code 1 and one line.
-WORK_FAILED: tuple[type[Exception], ...] = (GenerationError, StoreBusyError)
+# The request was wrong, not the program: exit code 2 and one line (the API answers 4xx for the same list).
+BAD_INPUT = REQUEST_ERRORS
+# The work ran and failed, or a service it needs is away: exit code 1 and one line.
+WORK_FAILED: tuple[type[Exception], ...] = (GenerationError, StoreBusyError, ServiceUnavailableError)
 
 app = typer.Typer(
     name="accel",

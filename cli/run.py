@@ -17,8 +17,7 @@ from rich.table import Table
 from accel.cli.bench import _ints
 from accel.cli.output import JsonFlag, console, emit_json, err_console, progress_bar
 from accel.hardware import parse_targets
-from accel.tasks.checks import LEVELS
-from accel.tasks.errors import SkillDirError
+from accel.tasks.levels import LEVEL_NAMES, check_level
 
 LOCAL_PREFECT = "http://127.0.0.1:4200/api"
 
@@ -72,7 +71,9 @@ def _table(result: Any) -> Table:
 def run_command(
     models: Annotated[list[str], typer.Argument(help="Model refs: local directories, packaged models, Hub ids.")],
     targets: Annotated[str, typer.Option("--targets", "-t", help="Comma-separated HARDWARE/RUNTIME[:PRECISION].")],
-    level: Annotated[str, typer.Option("--level", "-l", help=f"Test level: {', '.join(LEVELS)}.")] = "comprehensive",
+    level: Annotated[
+        str, typer.Option("--level", "-l", help=f"Test level: {', '.join(LEVEL_NAMES)}.")
+    ] = "comprehensive",
     batch: Annotated[str, typer.Option("--batch", help="Benchmark batch sizes.")] = "1,8",
     seq: Annotated[str, typer.Option("--seq", help="Benchmark sequence lengths.")] = "128",
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Per benchmark point.")] = 2.0,
@@ -81,8 +82,7 @@ def run_command(
 ) -> None:
     """Generate, test and benchmark MODELS on every target; a table per target at the end."""
     parsed = [str(t) for t in parse_targets(targets)]  # bad input fails before Prefect starts
-    if level not in LEVELS:
-        raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    check_level(level)
     bench = {"batches": _ints(batch, "--batch"), "seqs": _ints(seq, "--seq"), "min_seconds": min_seconds}
     from accel.tasks.resolve import resolve_model
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from accel.cli.output import JsonFlag, console, emit_json, progress_bar
 from accel.cli.skills import skill_dir_or_generate
 from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, MIN_CHECK_TIMEOUT_S, check_timeout
-from accel.tasks.errors import SkillDirError
+from accel.tasks.levels import check_level
 
 if TYPE_CHECKING:
     from accel.tasks.validate import TestReport
@@ -57,8 +57,7 @@ def test_command(
     """Test a skill against its reference model; exit 0 when it passed, 1 when a check failed or errored."""
     from accel.tasks.validate import validate  # here: the stage imports prefect
 
-    if level not in LEVELS:
-        raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    check_level(level)
     check_timeout(timeout)
     with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("test", total=1.0)

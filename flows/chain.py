@@ -7,11 +7,11 @@ again. The chain records itself as a run, and each stage its rows as it finishes
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow
-from pydantic import BaseModel
 
+from accel.flows.results import ChainResult
 from accel.flows.runs import recorded_run, store
 from accel.hardware import Target
 from accel.tasks.benchmark import BenchConfig, benchmark_skill, skipped_rows
@@ -28,30 +28,6 @@ from accel.tasks.validate import validate_skill
 
 # Requests that cannot be served: the chain ends, with the reason, instead of erroring.
 REFUSED = (GenerationError, ModelRefError, UnsupportedModelError, UnsupportedTargetError)
-
-
-class ChainResult(BaseModel):
-    model: str
-    target: str
-    run_id: str
-    status: Literal["passed", "failed"]
-    stage: Literal["generate", "test", "benchmark", "done"]
-    message: str
-    skill_id: str | None = None
-    skill_path: str | None = None
-    checks_passed: int | None = None
-    checks_total: int | None = None
-    p50_ms: float | None = None
-    tokens_per_s: float | None = None
-    mfu: float | None = None
-    mfu_withheld: str | None = None  # why no MFU is shown (a contended peak probe, an impossible figure)
-    noisy: bool = False  # the headline figure was measured while others used the machine, or is suspect
-    noise_reason: str | None = None
-    noisy_points: int = 0  # of the measured points, how many are flagged noisy
-    batch: int | None = None
-    seq: int | None = None
-    measurements_ok: int = 0
-    measurements_total: int = 0
 
 
 @flow(name="chain", persist_result=True, log_prints=True, flow_run_name="{model} on {target}")

@@ -17,7 +17,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.events import emit_event
 from pydantic import BaseModel, Field
 
-from accel.flows.pipeline import PipelineResult, pipeline
+from accel.flows.pipeline import pipeline
+from accel.flows.results import PipelineResult
 from accel.flows.runs import recorded_run, store
 from accel.settings import project_root
 from accel.storage import DEFAULT_THRESHOLD, PointComparison, compare_runs, run_measurements

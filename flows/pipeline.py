@@ -12,27 +12,21 @@ import contextvars
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Literal
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
-from pydantic import BaseModel
 
-from accel.flows.chain import ChainResult, chain
+from accel.flows.chain import chain
 from accel.flows.report import publish
+from accel.flows.results import ChainResult, PipelineResult
 from accel.flows.runs import reconcile_runs, record_final_state, recorded_run
 from accel.hardware import Target, parse_targets
 from accel.tasks.resolve import resolve_model
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
-
-
-class PipelineResult(BaseModel):
-    run_id: str
-    status: Literal["passed", "failed"]
-    results: list[ChainResult]
 
 
 @task(name="resolve_model", task_run_name="resolve {ref}")

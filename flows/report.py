@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from accel.flows.chain import ChainResult
+from accel.flows.results import ChainResult
 
 
 def _fmt(value: float | None, spec: str) -> str:

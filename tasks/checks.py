@@ -16,6 +16,7 @@ from typing import Any
 from accel.tasks.check_context import CheckResult, CheckStatus, Context, Verdict
 from accel.tasks.errors import SkillDirError
 from accel.tasks.generation_checks import check_generation_parity
+from accel.tasks.levels import LEVEL_NAMES
 from accel.tasks.lifecycle_checks import check_bad_input, check_load_close_cycle, check_loads
 from accel.tasks.output_checks import (
     check_batch_invariance,
@@ -29,7 +30,6 @@ from accel.tasks.real_input_check import check_real_input
 
 __all__ = ["CHECKS", "LEVELS", "CheckResult", "CheckStatus", "Context", "Verdict", "check_timeout", "run_check"]
 
-LEVEL_NAMES = ("basic", "comprehensive", "fault_tolerance")
 DEFAULT_CHECK_TIMEOUT_S = 300.0  # how long one check may take before it is an error
 MIN_CHECK_TIMEOUT_S = 1.0  # below this no check of any model can finish: refused, never all-skipped
 STARTUP_TIMEOUT_S = 600.0  # the check process's own start (imports, the reference rendered), apart

@@ -24,7 +24,7 @@ from pydantic import BaseModel
 
 from accel.storage import CheckRecord
 from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, STARTUP_TIMEOUT_S, CheckResult, check_timeout
-from accel.tasks.errors import SkillDirError
+from accel.tasks.levels import check_level
 from accel.tasks.manifest import load_manifest
 from accel.tasks.progress import stage_progress
 from accel.tasks.stage_run import open_stage_run
@@ -210,8 +210,7 @@ def validate(
     SkillDirError for a folder that is not a skill, or an unknown level.
     """
     skill_dir = Path(skill_dir).expanduser().resolve()
-    if level not in LEVELS:
-        raise SkillDirError(f"unknown level {level!r}: accepted {', '.join(LEVELS)}")
+    check_level(level)
     check_timeout(timeout_s)
     manifest = load_manifest(skill_dir)
     started = time.perf_counter()

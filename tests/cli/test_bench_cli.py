@@ -66,9 +66,9 @@ def test_the_run_table_the_pipeline_report_and_the_nightly_markdown_show_each_fi
     from rich.console import Console
 
     from accel.cli.run import _table
-    from accel.flows.chain import ChainResult
     from accel.flows.nightly import _markdown
     from accel.flows.report import markdown, rows
+    from accel.flows.results import ChainResult
     from accel.storage import Change, PointComparison
 
     why = "other processes used 52% of the 2 cores while round 1 was timed (more than 10%)"

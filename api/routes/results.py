@@ -1,0 +1,7 @@
+"""Routes of results (filled in by its own change)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/api/results", tags=["results"])

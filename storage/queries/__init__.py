@@ -1,0 +1,1 @@
+"""Aggregate queries of the results store: SQL, run in DuckDB (no loops over rows in Python)."""
