@@ -1,0 +1,176 @@
+"""What the POST endpoints take and answer, and the run status every component reports.
+
+Field names come from the seed plan (`operation_id`, `status`, `message`, `started_at`); `state` is
+Prefect's own state type beside the seed's word.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from accel.flows.results import ChainResult
+from accel.hardware.targets import Target
+from accel.tasks.levels import LEVEL_NAMES
+
+SeedStatus = Literal["initializing", "running", "completed", "failed", "cancelled"]
+Level = Literal["basic", "comprehensive", "fault_tolerance"]
+assert set(LEVEL_NAMES) == set(Level.__args__)  # one list of levels
+
+# A model ref is a Hub id (org/name[@revision]), a packaged model or a local path: printable, no control
+# characters, bounded. Whether it resolves is the worker's answer (it may have models this host lacks).
+MODEL_REF_PATTERN = r"^[^\x00-\x1f\x7f]{1,512}$"
+
+
+def _model_ref(ref: str) -> str:
+    import re
+
+    ref = ref.strip()
+    if not re.match(MODEL_REF_PATTERN, ref):
+        raise ValueError(
+            "a model ref is a Hub id (org/name[@revision]), a packaged model or a local path: "
+            "1-512 printable characters"
+        )
+    return ref
+
+
+ModelRef = Annotated[str, AfterValidator(_model_ref)]
+TargetName = Annotated[str, AfterValidator(lambda value: str(Target.parse(value)))]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Shapes(_Request):
+    batch_sizes: list[int] | None = Field(
+        None, min_length=1, max_length=16, description="Benchmark batch sizes (default 1)."
+    )
+    sequence_lengths: list[int] | None = Field(
+        None, min_length=1, max_length=16, description="Sequence lengths (default: the skill's)."
+    )
+    min_seconds: float | None = Field(None, ge=0, le=600, description="Per benchmark round.")
+
+    @field_validator("batch_sizes", "sequence_lengths")
+    @classmethod
+    def _positive(cls, values: list[int] | None) -> list[int] | None:
+        if values is not None and any(v < 1 for v in values):
+            raise ValueError("every value must be a positive integer")
+        return values
+
+    def bench(self) -> dict[str, Any]:
+        """The flows' `bench` parameter (a BenchConfig)."""
+        bench: dict[str, Any] = {}
+        if self.batch_sizes:
+            bench["batches"] = self.batch_sizes
+        if self.sequence_lengths:
+            bench["seqs"] = self.sequence_lengths
+        if self.min_seconds is not None:
+            bench["min_seconds"] = self.min_seconds
+        return bench
+
+
+class PipelineRequest(_Shapes):
+    models: list[ModelRef] = Field(min_length=1, max_length=64, examples=[["sentence-transformers/all-MiniLM-L6-v2"]])
+    targets: list[TargetName] = Field(min_length=1, max_length=32, examples=[["cpu/torch", "cpu/onnxruntime"]])
+    level: Level = "comprehensive"
+    force: bool = Field(False, description="Generate the skills again.")
+
+
+class TestRunRequest(_Request):
+    model: ModelRef = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
+    target: TargetName = Field("cpu/torch", examples=["cpu/onnxruntime"])
+    level: Level = "basic"
+
+
+class GenerateRequest(_Request):
+    model: ModelRef = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
+    target: TargetName = Field("cpu/torch", examples=["cpu/openvino"])
+    force: bool = False
+
+
+class GenerateBatchRequest(_Request):
+    models: list[ModelRef] = Field(min_length=1, max_length=64)
+    targets: list[TargetName] = Field(min_length=1, max_length=32)
+    force: bool = False
+
+
+class BenchmarkRunRequest(_Shapes):
+    model: ModelRef = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
+    target: TargetName = Field("cpu/torch", examples=["cpu/onnxruntime"])
+    rounds: int | None = Field(None, ge=1, le=20, description="Interleaved rounds per point (default 3).")
+
+    def bench(self) -> dict[str, Any]:
+        bench = super().bench()
+        if self.rounds is not None:
+            bench["rounds"] = self.rounds
+        return bench
+
+
+class NightlyRequest(_Request):
+    matrix: str | None = Field(None, description="A matrix file on the worker (default: nightly.yaml).")
+
+
+class OperationResponse(BaseModel):
+    """What every POST answers at once: the run it started (its id is the Prefect flow-run id)."""
+
+    operation_id: str
+    kind: str
+    status: SeedStatus
+    state: str | None = Field(None, description="Prefect's state type (SCHEDULED, RUNNING, ...)")
+    message: str
+    started_at: datetime
+    run_url: str | None = Field(None, description="The run in the Prefect UI")
+    data: dict[str, Any] | None = None
+
+
+class BatchOperationResponse(BaseModel):
+    operations: list[OperationResponse]
+
+
+class ChildRun(BaseModel):
+    run_id: str
+    name: str
+    kind: str | None
+    state: str | None
+    status: SeedStatus
+    stage: str | None = None
+    progress: float | None = None
+    message: str | None = None
+    run_url: str | None = None
+
+
+class RunStatusResponse(BaseModel):
+    """A run as its component reports it: Prefect's state, mapped to the seed's words, and its progress."""
+
+    run_id: str
+    kind: str | None
+    name: str
+    status: SeedStatus
+    state: str | None
+    state_name: str | None
+    message: str | None
+    progress: float | None = Field(None, ge=0, le=1)
+    current_step: str | None = None
+    elapsed_time: float | None = Field(None, ge=0, description="Seconds since the run started")
+    estimated_remaining_time: float | None = Field(None, ge=0, description="Seconds, from the progress so far")
+    waiting_for: str | None = Field(None, description="Why it has not started, e.g. waiting for a worker")
+    created: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    run_url: str | None = None
+    children: list[ChildRun] = Field(default_factory=list)
+
+
+class WorkflowResponse(RunStatusResponse):
+    """A pipeline (or nightly) run: its status, its chains with their stage and state, and their rows."""
+
+    results: list[ChainResult] = Field(default_factory=list, description="One per model x target, from the store")
+
+
+class RunList(BaseModel):
+    runs: list[RunStatusResponse]
+    limit: int
+    offset: int
