@@ -19,6 +19,9 @@ class Settings(BaseSettings):
         "(remote workers). Default: $ACCEL_HOME/results.duckdb.",
     )
     skills: Path | None = Field(None, description="Where generated skills go (default $ACCEL_HOME/skills).")
+    models_dir: Path | None = Field(
+        None, description="A folder of model directories the API lists and accepts as model refs (ACCEL_MODELS_DIR)."
+    )
     api_key: SecretStr | None = Field(None, description="API key clients send to the accel API.")
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)

