@@ -1,0 +1,56 @@
+"""Speedup of every target of a model over a baseline target, per scenario and shape.
+
+Each side is its latest ok measurement at that point; speedup = baseline p50 / target p50 (above 1:
+the target is faster). A point is noisy when either side is, with both reasons.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accel.storage.store import ResultsStore
+
+_LATEST_OK = """
+latest AS (
+    SELECT s.target, m.scenario, m.batch, m.seq,
+           arg_max(struct_pack(run_id := m.run_id, p50_ms := m.p50_ms, tokens_per_s := m.tokens_per_s,
+                               samples_per_s := m.samples_per_s, noisy := coalesce(m.noisy, FALSE),
+                               noise_reason := m.noise_reason, recorded_at := m.recorded_at),
+                   m.recorded_at) AS v
+    FROM measurements m JOIN skills s USING (skill_id)
+    WHERE s.model_ref = ? AND m.status = 'ok' AND m.p50_ms > 0
+    GROUP BY s.target, m.scenario, m.batch, m.seq
+)
+"""
+
+_SPEEDUP = f"""
+WITH {_LATEST_OK}
+SELECT t.target, t.scenario, t.batch, t.seq,
+       b.v.p50_ms AS baseline_p50_ms, t.v.p50_ms AS p50_ms, b.v.p50_ms / t.v.p50_ms AS speedup,
+       t.v.tokens_per_s AS tokens_per_s, t.v.samples_per_s AS samples_per_s,
+       b.v.run_id AS baseline_run_id, t.v.run_id AS run_id,
+       b.v.recorded_at AS baseline_measured_at, t.v.recorded_at AS measured_at,
+       b.v.noisy OR t.v.noisy AS noisy,
+       nullif(concat_ws('; ',
+                        CASE WHEN b.v.noisy THEN 'baseline: ' || coalesce(b.v.noise_reason, 'flagged noisy') END,
+                        CASE WHEN t.v.noisy THEN 'target: ' || coalesce(t.v.noise_reason, 'flagged noisy') END),
+              '') AS noise_reason
+FROM latest t JOIN latest b ON b.target = ? AND b.scenario = t.scenario AND b.batch = t.batch AND b.seq = t.seq
+WHERE t.target <> ?
+ORDER BY t.scenario, t.batch, t.seq, t.target
+"""
+
+_MEASURED_TARGETS = f"""
+WITH {_LATEST_OK}
+SELECT list(DISTINCT target ORDER BY target) AS targets FROM latest
+"""
+
+
+def speedups(store: ResultsStore, model: str, baseline: str) -> list[dict[str, Any]]:
+    """Every (target, scenario, batch, seq) point measured ok on both `baseline` and another target."""
+    return store.query(_SPEEDUP, [model, baseline, baseline])
+
+
+def measured_targets(store: ResultsStore, model: str) -> list[str]:
+    """The targets with at least one ok measurement of `model` (to say why a comparison is empty)."""
+    return store.query(_MEASURED_TARGETS, [model])[0]["targets"] or []
