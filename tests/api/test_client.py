@@ -1,0 +1,238 @@
+"""The Python client against the real app (in process, and served by uvicorn) on the session's Prefect server.
+
+Runs are made directly in Prefect (its REST API) and moved to their final state there, the way a worker
+would: the client must return on every final state, Crashed included, and never poll forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from accel.api.app import create_app
+from accel.api.client import AccelAPIError, AccelClient, AsyncAccelClient
+from accel.api.schemas.operations import RunList, WorkflowResponse
+from accel.settings import Settings
+from accel.tasks.errors import ServiceUnavailableError
+
+pytestmark = pytest.mark.timeout(120)
+
+
+# -- runs made in Prefect directly, as a worker would move them ------------------------------------------------
+
+
+def _prefect_run(prefect_api: str, flow: str = "pipeline", state: str = "RUNNING") -> str:
+    with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+        flow_id = prefect.post("/flows/", json={"name": flow}).raise_for_status().json()["id"]
+        body = {"flow_id": flow_id, "name": f"client-test-{uuid.uuid4().hex[:8]}", "tags": ["accel", "test"]}
+        run_id = prefect.post("/flow_runs/", json=body).raise_for_status().json()["id"]
+    _set_state(prefect_api, run_id, state)
+    return run_id
+
+
+def _set_state(prefect_api: str, run_id: str, state: str, message: str | None = None) -> None:
+    body = {"state": {"type": state, "name": state.title(), "message": message}, "force": True}
+    with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+        answer = prefect.post(f"/flow_runs/{run_id}/set_state", json=body).raise_for_status().json()
+    assert answer["status"] == "ACCEPT", answer
+
+
+def _later(seconds: float, fn, *args) -> threading.Thread:
+    def act():
+        time.sleep(seconds)
+        fn(*args)
+
+    thread = threading.Thread(target=act, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.fixture
+def client(prefect_api) -> Iterator[AccelClient]:
+    """The sync client on the app in this process (a TestClient: its lifespan ran, WebSockets work)."""
+    with TestClient(create_app(Settings(prefect_api_url=prefect_api))) as test_client:
+        yield AccelClient(http_client=test_client)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def live_api(prefect_api, tmp_path_factory) -> Iterator[str]:
+    """The app served by uvicorn on a free local port (what `accel up` runs); its base URL."""
+    import uvicorn
+
+    settings = Settings(prefect_api_url=prefect_api, home=tmp_path_factory.mktemp("live-api-home"))
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+# -- errors ---------------------------------------------------------------------------------------------------
+
+
+def test_health_reports_prefect_and_the_store(client):
+    health = client.health()
+    assert health.status == "ok", health
+    assert health.prefect.status == "ok" and health.results_store.status == "ok"
+
+
+def test_unknown_run_is_a_404_api_error(client):
+    missing = str(uuid.uuid4())
+    with pytest.raises(AccelAPIError) as caught:
+        client.workflow(missing)
+    assert caught.value.status == 404 and caught.value.error == "run_not_found"
+    assert missing in caught.value.detail
+    assert str(caught.value).startswith("404 run_not_found: ")
+    with pytest.raises(AccelAPIError, match="404"):
+        client.test_status("not-a-uuid")
+
+
+def test_bad_target_is_a_422_naming_the_accepted_targets(client):
+    with pytest.raises(AccelAPIError) as caught:
+        client.run_pipeline(["sentence-transformers/all-MiniLM-L6-v2"], ["tpu/magic"])
+    err = caught.value
+    assert err.status == 422 and err.is_request_error
+    assert "tpu" in err.detail and "cpu/torch" in err.detail and "onnxruntime" in err.detail, err.detail
+
+
+def test_a_post_prefect_cannot_start_is_a_503_with_retry_after(client, tiny_models):
+    # Nothing is deployed on the test Prefect server: the API says so, and says when to try again.
+    with pytest.raises(AccelAPIError) as caught:
+        client.run_pipeline([str(tiny_models["bert"])], ["cpu/torch"], batch_sizes=[1])
+    err = caught.value
+    assert err.status == 503 and not err.is_request_error
+    assert "deployment" in err.detail and err.retry_after is not None
+
+
+def test_an_api_that_is_not_there_is_service_unavailable():
+    url = f"http://127.0.0.1:{_free_port()}"
+    with AccelClient(url, timeout=2) as nobody, pytest.raises(ServiceUnavailableError, match=url):
+        nobody.health()
+
+
+def test_api_key_is_sent_as_a_bearer_token(prefect_api, monkeypatch):
+    from accel.settings import get_settings
+
+    seen = []
+    monkeypatch.setenv("ACCEL_API_KEY", "k-123")
+    get_settings.cache_clear()
+    with TestClient(create_app(Settings(prefect_api_url=prefect_api))) as test_client:
+        test_client.event_hooks["request"].append(lambda request: seen.append(request.headers.get("authorization")))
+        assert isinstance(AccelClient(http_client=test_client).workflows(limit=5), RunList)
+        AccelClient(http_client=test_client, api_key="explicit").workflows()
+    assert seen == ["Bearer k-123", "Bearer explicit"]
+
+
+# -- wait: every final state ends it ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("state", "status"),
+    [("COMPLETED", "completed"), ("CRASHED", "failed"), ("FAILED", "failed"), ("CANCELLED", "cancelled")],
+)
+def test_wait_returns_on_every_final_state(client, prefect_api, state, status):
+    run_id = _prefect_run(prefect_api)
+    _later(0.5, _set_state, prefect_api, run_id, state, f"{state.title()} by the test")
+    final = client.wait(run_id, timeout=30, poll_s=0.2)
+    assert isinstance(final, WorkflowResponse)
+    assert (final.run_id, final.status, final.state) == (run_id, status, state)
+    assert final.message == f"{state.title()} by the test"
+
+
+def test_wait_times_out_naming_the_run_and_its_status(client, prefect_api):
+    run_id = _prefect_run(prefect_api, state="RUNNING")
+    started = time.monotonic()
+    with pytest.raises(TimeoutError, match=rf"run {run_id} .* last status running \(Running\)"):
+        client.wait(run_id, timeout=1.0, poll_s=0.2)
+    assert time.monotonic() - started < 5
+
+
+def test_async_client_waits_and_reads_through_asgi(prefect_api):
+    app = create_app(Settings(prefect_api_url=prefect_api))
+    run_id = _prefect_run(prefect_api, state="RUNNING")
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with AsyncAccelClient("http://accel.test", transport=transport) as accel:
+                assert (await accel.health()).status == "ok"
+                with pytest.raises(AccelAPIError) as caught:
+                    await accel.workflow(str(uuid.uuid4()))
+                assert caught.value.status == 404
+                _later(0.3, _set_state, prefect_api, run_id, "CRASHED", "Process exited with SIGKILL")
+                final = await accel.wait(run_id, timeout=30, poll_s=0.1)
+                listed = await accel.workflows(limit=200)
+        return final, listed
+
+    final, listed = asyncio.run(main())
+    assert (final.status, final.state) == ("failed", "CRASHED")
+    assert isinstance(listed, RunList) and run_id in {r.run_id for r in listed.runs}
+
+
+# -- stream: the run's WebSocket messages until the server closes -------------------------------------------------
+
+
+def test_stream_of_a_finished_run_is_its_snapshot_then_the_end(client, prefect_api):
+    run_id = _prefect_run(prefect_api, state="COMPLETED")
+    messages = list(client.stream(run_id))
+    assert messages[0]["type"] == "snapshot" and messages[0]["run_id"] == run_id
+    assert messages[-1]["status"] == "completed"
+    assert [m["seq"] for m in messages] == sorted(m["seq"] for m in messages)
+
+
+def test_stream_of_an_unknown_run_raises_404(client):
+    with pytest.raises(AccelAPIError) as caught:
+        list(client.stream(str(uuid.uuid4())))
+    assert caught.value.status == 404
+
+
+def test_stream_over_a_real_socket_follows_the_run_to_its_end(live_api, prefect_api):
+    run_id = _prefect_run(prefect_api, state="RUNNING")
+    seen = []
+    with AccelClient(live_api) as accel:
+        for message in accel.stream(run_id):
+            seen.append(message)
+            if message["type"] == "snapshot":
+                _later(0.5, _set_state, prefect_api, run_id, "COMPLETED", "done")
+        assert accel.workflow(run_id).status == "completed"
+    assert seen[0]["type"] == "snapshot" and seen[0]["status"] == "running"
+    assert seen[-1]["type"] == "state" and seen[-1]["status"] == "completed"
+
+
+def test_async_stream_over_a_real_socket(live_api, prefect_api):
+    run_id = _prefect_run(prefect_api, state="CANCELLED")
+
+    async def main():
+        async with AsyncAccelClient(live_api) as accel:
+            return [m async for m in accel.stream(run_id)]
+
+    messages = asyncio.run(main())
+    assert messages[0]["type"] == "snapshot" and messages[-1]["status"] == "cancelled"
+
+    async def unknown():
+        async with AsyncAccelClient(live_api) as accel:
+            return [m async for m in accel.stream(str(uuid.uuid4()))]
+
+    with pytest.raises(AccelAPIError) as caught:
+        asyncio.run(unknown())
+    assert caught.value.status == 404
