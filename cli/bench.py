@@ -9,9 +9,9 @@ from rich.table import Table
 
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress_bar
 from accel.cli.skills import skill_dir_or_generate
-from accel.settings import get_settings
-from accel.storage import DEFAULT_THRESHOLD, MeasurementRecord, ResultsStore, compare_runs
+from accel.storage import DEFAULT_THRESHOLD, MeasurementRecord, compare_runs
 from accel.tasks.errors import SkillDirError
+from accel.tasks.results_store import open_results_file
 
 if TYPE_CHECKING:
     from accel.tasks.benchmark import BenchReport
@@ -152,14 +152,10 @@ def compare_command(
     Regressed needs the change past --threshold, every round of one run beyond every round of the other,
     and the change larger than the spread of either run's rounds; a noisy side is inconclusive.
     """
-    settings = get_settings()
+    # The verdicts are SQL over the DuckDB file: with ACCEL_RESULTS an http URL this says so (exit 2).
+    store = open_results_file(what="accel compare")
     try:
-        rows = compare_runs(
-            ResultsStore(settings.results_path, settings.db_timeout_s),
-            old_run,
-            new_run,
-            threshold=threshold,
-        )
+        rows = compare_runs(store, old_run, new_run, threshold=threshold)
     except KeyError as err:
         raise SkillDirError(str(err.args[0])) from None
     if json_output:

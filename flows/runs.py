@@ -9,8 +9,8 @@ from typing import Any
 
 from prefect.runtime import flow_run
 
-from accel.settings import get_settings
-from accel.storage import ResultsStore
+from accel.storage import HttpResultsStore
+from accel.tasks.results_store import AnyResultsStore, open_results_store
 from accel.tasks.stage_run import start_run
 
 
@@ -24,9 +24,9 @@ class RunHandle:
         self.status, self.message = "failed", message
 
 
-def store() -> ResultsStore:
-    settings = get_settings()
-    return ResultsStore(settings.results_path, settings.db_timeout_s)
+def store() -> AnyResultsStore:
+    """The results store of this process's settings (the DuckDB file, or the accel API's)."""
+    return open_results_store()
 
 
 @contextmanager
@@ -53,7 +53,7 @@ _FINAL_STATUS = {"COMPLETED": "completed", "FAILED": "failed", "CANCELLED": "can
 _FLOW_ONLY_KINDS = ("pipeline", "chain", "nightly")
 
 
-def record_final_state(run_id: str, state: Any, results: ResultsStore | None = None) -> bool:
+def record_final_state(run_id: str, state: Any, results: AnyResultsStore | None = None) -> bool:
     """Close the row of a flow run that ended without closing it itself (Crashed, Cancelled, killed).
 
     A row the flow already closed is left as the flow wrote it. True when the row was changed.
@@ -70,10 +70,12 @@ def record_final_state(run_id: str, state: Any, results: ResultsStore | None = N
     return True
 
 
-def reconcile_runs(results: ResultsStore | None = None, older_than_s: float = 60.0) -> list[str]:
+def reconcile_runs(results: AnyResultsStore | None = None, older_than_s: float = 60.0) -> list[str]:
     """Bring rows still `running` in line with Prefect: a flow run that is final, or gone, is recorded so.
 
     Called by whoever waits on runs (the pipeline) and before runs are read; the run ids it changed.
+    Skipped (nothing changed) for the accel API's store: its query needs the file, so the API's host
+    reconciles (the API calls this on its own file before it reads runs).
     """
     from datetime import UTC, datetime, timedelta
 
@@ -81,6 +83,8 @@ def reconcile_runs(results: ResultsStore | None = None, older_than_s: float = 60
     from prefect.exceptions import ObjectNotFound
 
     results = results or store()
+    if isinstance(results, HttpResultsStore):
+        return []
     rows = results.query(
         "SELECT run_id, kind, started_at FROM runs WHERE status IN ('initializing', 'running') AND started_at < ?",
         [datetime.now(UTC) - timedelta(seconds=older_than_s)],

@@ -1,11 +1,16 @@
-"""The DuckDB results store: schema migrations, idempotent writes, typed reads.
+"""The results store: the DuckDB file (schema migrations, idempotent writes, typed reads), and the same
+store behind the accel API over HTTP (batches of the same records, a local outbox for failed sends).
 
-Imports nothing else of accel: callers pass the file path (`Settings.results_path`).
+Imports nothing else of accel: callers pass the file path or the URL (`tasks.results_store` opens the
+one the settings name).
 """
 
+from accel.storage.batch import IngestResult, RecordBatch, RunFamily, RunFinish
 from accel.storage.compare import PointComparison, compare_runs, run_measurements
 from accel.storage.connection import StoreBusyError
+from accel.storage.http_store import FlushReport, HttpResultsStore, ResultsRefusedError, ResultsUnavailableError
 from accel.storage.migrations import MIGRATIONS, migrate, schema_version
+from accel.storage.outbox import Outbox
 from accel.storage.records import (
     CheckRecord,
     EnvironmentRecord,
@@ -29,9 +34,18 @@ __all__ = [
     "Change",
     "CheckRecord",
     "EnvironmentRecord",
+    "FlushReport",
+    "HttpResultsStore",
+    "IngestResult",
     "MeasurementRecord",
+    "Outbox",
     "PointComparison",
+    "RecordBatch",
+    "ResultsRefusedError",
     "ResultsStore",
+    "ResultsUnavailableError",
+    "RunFamily",
+    "RunFinish",
     "RunRecord",
     "SkillRecord",
     "StoreBusyError",

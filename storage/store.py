@@ -16,6 +16,7 @@ from typing import Any
 import duckdb
 from pydantic import BaseModel, TypeAdapter
 
+from accel.storage.batch import IngestResult, RecordBatch, RunFamily
 from accel.storage.connection import run_transaction
 from accel.storage.migrations import migrate
 from accel.storage.records import (
@@ -113,16 +114,22 @@ class ResultsStore:
         self, run_id: str, status: RunStatus, message: str | None = None, finished_at: datetime | None = None
     ) -> None:
         status = _RUN_STATUS.validate_python(status)
-        sql = "UPDATE runs SET status = ?, message = coalesce(?, message), finished_at = ? WHERE run_id = ?"
+        run_transaction(self.path, lambda con: self._finish(con, run_id, status, message, finished_at), self.timeout_s)
 
-        def update(con: duckdb.DuckDBPyConnection) -> None:
-            if (
-                con.execute(sql + " RETURNING run_id", [status, message, finished_at or utcnow(), run_id]).fetchone()
-                is None
-            ):
-                raise KeyError(f"no run {run_id!r} in {self.path}")
-
-        run_transaction(self.path, update, self.timeout_s)
+    def _finish(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        run_id: str,
+        status: RunStatus,
+        message: str | None,
+        finished_at: datetime | None,
+    ) -> None:
+        sql = (
+            "UPDATE runs SET status = ?, message = coalesce(?, message), finished_at = ? "
+            "WHERE run_id = ? RETURNING run_id"
+        )
+        if con.execute(sql, [status, message, finished_at or utcnow(), run_id]).fetchone() is None:
+            raise KeyError(f"no run {run_id!r} in {self.path}")
 
     def record_skill(self, skill: SkillRecord) -> None:
         self._upsert(SKILLS, [skill])
@@ -133,6 +140,34 @@ class ResultsStore:
 
     def record_measurements(self, measurements: Sequence[MeasurementRecord]) -> None:
         self._upsert(MEASUREMENTS, measurements)
+
+    def apply(self, batch: RecordBatch) -> IngestResult:
+        """Upsert every row of `batch`, then close its `finished` runs, in one transaction: all or nothing.
+
+        Applying a batch again changes nothing (upserts on natural keys; closing a closed run again
+        writes the same values). KeyError, and nothing written, when it closes a run the store lacks.
+        """
+        work = [
+            (table.upsert_sql(), [table.to_row(r) for r in records])
+            for table, records in (
+                (ENVIRONMENTS, batch.environments),
+                (RUNS, batch.runs),
+                (SKILLS, batch.skills),
+                (CHECKS, batch.checks),
+                (MEASUREMENTS, batch.measurements),
+            )
+            if records
+        ]
+
+        def write(con: duckdb.DuckDBPyConnection) -> None:
+            for sql, rows in work:
+                con.executemany(sql, rows)
+            for done in batch.finished:
+                self._finish(con, done.run_id, done.status, done.message, done.finished_at)
+
+        if work or batch.finished:
+            run_transaction(self.path, write, self.timeout_s)
+        return IngestResult(batch_id=batch.batch_id, **batch.counts())
 
     # reads --------------------------------------------------------------------------------------
 
@@ -175,6 +210,49 @@ class ResultsStore:
 
     def measurements(self, run_id: str | None = None, skill_id: str | None = None) -> list[MeasurementRecord]:
         return self._select(MEASUREMENTS, {"run_id": run_id, "skill_id": skill_id}, "skill_id, scenario, batch, seq")
+
+    def run_family(self, run_id: str) -> RunFamily | None:
+        """The run, the runs it started (recursively), and their skills, checks and measurements; None if
+        there is no such run. Read in one transaction, so the parts agree with each other."""
+        family = (
+            "WITH RECURSIVE family(run_id) AS (SELECT ?::VARCHAR UNION "
+            "SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id) "
+        )
+        in_family = "run_id IN (SELECT run_id FROM family)"
+        reads = {
+            "runs": (RUNS, f"{family}SELECT * FROM runs WHERE {in_family} ORDER BY started_at NULLS LAST, run_id"),
+            "checks": (CHECKS, f'{family}SELECT * FROM checks WHERE {in_family} ORDER BY recorded_at, "check"'),
+            "measurements": (
+                MEASUREMENTS,
+                f"{family}SELECT * FROM measurements WHERE {in_family} "
+                "ORDER BY recorded_at, skill_id, scenario, batch, seq",
+            ),
+            "skills": (
+                SKILLS,
+                f"{family}SELECT * FROM skills WHERE skill_id IN (SELECT skill_id FROM checks WHERE {in_family} "
+                f"UNION SELECT skill_id FROM measurements WHERE {in_family}) ORDER BY created_at, skill_id",
+            ),
+        }
+
+        def read(con: duckdb.DuckDBPyConnection) -> dict[str, list]:
+            found = {}
+            for name, (table, sql) in reads.items():
+                cursor = con.execute(sql, [run_id])
+                names = [d[0] for d in cursor.description]
+                found[name] = [table.from_row(names, row) for row in cursor.fetchall()]
+            return found
+
+        found = run_transaction(self.path, read, self.timeout_s)
+        run = next((r for r in found["runs"] if r.run_id == run_id), None)
+        if run is None:
+            return None
+        return RunFamily(
+            run=run,
+            descendants=[r for r in found["runs"] if r.run_id != run_id],
+            skills=found["skills"],
+            checks=found["checks"],
+            measurements=found["measurements"],
+        )
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a SQL query as dicts (for aggregate reads; writes go through the record_* methods)."""

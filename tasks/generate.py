@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from accel.hardware import Target, detect, target_status
 from accel.settings import get_settings
-from accel.storage import ResultsStore, SkillRecord
+from accel.storage import SkillRecord
 from accel.tasks import templates
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
@@ -42,6 +42,7 @@ from accel.tasks.render import (
     template_for,
 )
 from accel.tasks.resolve import MODEL_FILE_PATTERNS, ResolvedModel, resolve_model
+from accel.tasks.results_store import AnyResultsStore, open_results_store
 from accel.tasks.skill_module import import_skill
 from accel.tasks.tolerances import Comparison, compare_outputs, tolerance_for
 
@@ -389,9 +390,9 @@ def skill_record(skill: GeneratedSkill) -> SkillRecord:
     )
 
 
-def record_skill(skill: GeneratedSkill, store: ResultsStore | None = None) -> None:
-    settings = get_settings()
-    (store or ResultsStore(settings.results_path, settings.db_timeout_s)).record_skill(skill_record(skill))
+def record_skill(skill: GeneratedSkill, store: AnyResultsStore | None = None) -> None:
+    """Record the skill in `store`, by default the results store of the settings (file or accel API)."""
+    (store or open_results_store()).record_skill(skill_record(skill))
 
 
 @task(name="generate_skill", task_run_name="generate {ref} for {target}")

@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from accel.settings import get_settings
-from accel.storage import ResultsStore, RunRecord
+from accel.storage import RunRecord
 from accel.tasks.environment import record_this_environment
 from accel.tasks.generate import GeneratedSkill, record_skill
+from accel.tasks.results_store import AnyResultsStore, open_results_store
 
 
 @dataclass
 class StageRun:
     run_id: str
-    store: ResultsStore | None
+    store: AnyResultsStore | None
     own: bool
 
     def finish(self, ok: bool, message: str) -> None:
@@ -28,7 +28,7 @@ class StageRun:
 
 
 def start_run(
-    store: ResultsStore,
+    store: AnyResultsStore,
     run_id: str,
     kind: str,
     params: dict[str, Any],
@@ -61,8 +61,7 @@ def open_stage_run(
     """Record the skill, and a `kind` run unless `run_id` names the caller's; nothing when not `record`."""
     if not record:
         return StageRun(run_id=run_id or str(uuid.uuid4()), store=None, own=False)
-    settings = get_settings()
-    store = ResultsStore(settings.results_path, settings.db_timeout_s)
+    store = open_results_store()
     record_skill(
         GeneratedSkill(skill_id=manifest["skill_id"], path=skill_dir, reused=True, seconds=0.0, manifest=manifest),
         store,

@@ -1,7 +1,42 @@
-"""Routes of records (filled in by its own change)."""
+"""The results store over HTTP: what `HttpResultsStore` (workers, `ACCEL_RESULTS=http://...`) writes and reads.
+
+`POST /api/results/ingest` applies one `RecordBatch` (rows validated by the store's own record models,
+upserted on their natural keys, then runs closed; one transaction, so a replayed batch changes nothing)
+and answers how many records of each kind it applied. `GET /api/results/runs/{run_id}` answers the run,
+the runs it started, and their skills, checks and measurements.
+"""
 
 from __future__ import annotations
 
 from fastapi import APIRouter
 
+from accel.api.deps import StoreDep
+from accel.storage import IngestResult, RecordBatch, RunFamily
+from accel.tasks.errors import RequestError, RunNotFoundError
+
 router = APIRouter(prefix="/api/results", tags=["results"])
+
+
+class IngestRefusedError(RequestError):
+    """A batch the store cannot apply as it stands (it closes a run that was never recorded)."""
+
+
+@router.post("/ingest")
+def ingest(batch: RecordBatch, store: StoreDep) -> IngestResult:
+    """Apply a batch of result records: idempotent upserts, then the runs it closes; all of it or nothing."""
+    try:
+        return store.apply(batch)
+    except KeyError as err:
+        raise IngestRefusedError(
+            f"batch {batch.batch_id}: {err.args[0]}; nothing of it was written (a run is recorded before it "
+            "is finished)"
+        ) from None
+
+
+@router.get("/runs/{run_id}")
+def run_family(run_id: str, store: StoreDep) -> RunFamily:
+    """The run, every run it started, and their skills, checks and measurements."""
+    family = store.run_family(run_id)
+    if family is None:
+        raise RunNotFoundError(f"no run {run_id!r} in the results store")
+    return family

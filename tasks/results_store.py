@@ -1,0 +1,48 @@
+"""Where "the results store" is opened from settings: the one place that decides file or HTTP.
+
+`ACCEL_RESULTS=http(s)://host:port` sends every record to that accel API (failed sends wait in
+`$ACCEL_HOME/outbox/results.jsonl`); anything else is the DuckDB file (`ACCEL_RESULTS`, or
+`$ACCEL_HOME/results.duckdb`). A URL is never replaced by a local file, whatever happens to the API.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from accel.settings import Settings, get_settings
+from accel.storage import HttpResultsStore, ResultsStore
+from accel.tasks.errors import RequestError, ServiceUnavailableError
+
+# Either store: the same record models, the same write methods, and the reads flows need.
+AnyResultsStore = ResultsStore | HttpResultsStore
+
+
+def outbox_path(settings: Settings | None = None) -> Path:
+    """Where records wait when the accel API does not take them."""
+    settings = settings or get_settings()
+    return settings.home / "outbox" / "results.jsonl"
+
+
+def open_results_store(settings: Settings | None = None) -> AnyResultsStore:
+    """The results store the settings name: the accel API's when ACCEL_RESULTS is a URL, else the DuckDB file."""
+    settings = settings or get_settings()
+    if settings.results_url is not None:
+        return HttpResultsStore(
+            settings.results_url,
+            outbox=outbox_path(settings),
+            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            timeout_s=settings.db_timeout_s + 15.0,  # past the API's own wait for the file's lock
+            unavailable=ServiceUnavailableError,
+        )
+    return ResultsStore(settings.results_path, settings.db_timeout_s)
+
+
+def open_results_file(settings: Settings | None = None, what: str = "this command") -> ResultsStore:
+    """The DuckDB file, for reads only the file can serve (SQL aggregates); a clear error under a URL."""
+    settings = settings or get_settings()
+    if settings.results_url is not None:
+        raise RequestError(
+            f"{what} reads the DuckDB results file, but ACCEL_RESULTS={settings.results_url} sends results to "
+            "the accel API: run it on the API's host, or set ACCEL_RESULTS to the file's path"
+        )
+    return ResultsStore(settings.results_path, settings.db_timeout_s)
