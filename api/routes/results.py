@@ -38,10 +38,14 @@ from accel.tasks.errors import RequestError, RunNotFoundError
 
 router = APIRouter(prefix="/api/results", tags=["results"])
 
-ModelQuery = Annotated[str, Query(min_length=1, max_length=512, description="Model ref, as recorded.")]
-Limit = Annotated[int, Query(ge=1, le=q.MAX_LIMIT, description="Rows per page.")]
-Offset = Annotated[int, Query(ge=0)]
 _CHUNK = 1 << 16
+INT32_MAX = 2**31 - 1  # batch and seq are INTEGER columns
+MAX_OFFSET = 10**12
+
+ModelQuery = Annotated[str, Query(min_length=1, max_length=512, description="Model ref, as recorded.")]
+Dimension = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
+Limit = Annotated[int, Query(ge=1, le=q.MAX_LIMIT, description="Rows per page.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
 assert set(get_args(Metric)) == set(q.METRICS) and set(get_args(ExportFormat)) == set(q.FORMATS)
 
 
@@ -113,8 +117,8 @@ def history(
     metric: Metric = "p50_ms",
     days: Annotated[int, Query(ge=1, le=36500)] = 30,
     scenario: Annotated[str | None, Query(max_length=64)] = None,
-    batch: Annotated[int | None, Query(ge=1)] = None,
-    seq: Annotated[int | None, Query(ge=1)] = None,
+    batch: Dimension = None,
+    seq: Dimension = None,
     limit: Limit = q.DEFAULT_LIMIT,
     offset: Offset = 0,
 ) -> HistoryResponse:
@@ -147,7 +151,7 @@ def regressions(
     store: StoreDep,
     run: Annotated[str, Query(min_length=1, max_length=256, description="The run to judge.")],
     baseline: Annotated[
-        str | None, Query(max_length=256, description="Default: the previous run of the same kind.")
+        str | None, Query(min_length=1, max_length=256, description="Default: the previous run of the same kind.")
     ] = None,
 ) -> RegressionsResponse:
     """The verdicts `accel compare` gives: every point of either run (and the runs they started)."""
@@ -163,7 +167,8 @@ def regressions(
     try:
         compared = q.regressions(store, run, baseline)
     except KeyError as err:
-        raise RunNotFoundError(err.args[0] if err.args else str(err)) from err
+        detail = str(err.args[0] if err.args else err).replace(f" in {store.path}", "")  # no local path leaks
+        raise RunNotFoundError(detail) from err
     points = [RegressionPoint(**p.model_dump(exclude={"change"}), **p.change.model_dump()) for p in compared]
     counts: dict[Verdict, int] = dict.fromkeys(get_args(Verdict), 0)
     for point in points:
@@ -177,8 +182,8 @@ def regressions(
 def recommend(
     store: StoreDep,
     model: ModelQuery,
-    batch: Annotated[int, Query(ge=1)],
-    seq: Annotated[int, Query(ge=1, description="Sequence length (tokens), image side or audio samples.")],
+    batch: Annotated[int, Query(ge=1, le=INT32_MAX)],
+    seq: Annotated[int, Query(ge=1, le=INT32_MAX, description="Tokens, image side or audio samples.")],
     scenario: Annotated[str, Query(min_length=1, max_length=64)] = "forward",
 ) -> Recommendation:
     """The fastest target at that shape whose latest checks all passed; noisy figures never rank."""
@@ -230,7 +235,7 @@ def export(
     store: StoreDep,
     where: FilterDep,
     format: Annotated[ExportFormat, Query(description="csv, parquet or json (one array).")] = "csv",
-    limit: Annotated[int | None, Query(ge=1, description="At most this many rows (default: all).")] = None,
+    limit: Annotated[int | None, Query(ge=1, le=MAX_OFFSET, description="At most this many rows.")] = None,
     offset: Offset = 0,
 ) -> StreamingResponse:
     """Row-level measurements written by DuckDB's own writer to a temporary file, then streamed."""

@@ -22,7 +22,7 @@ def client(tmp_path_factory):
     home = tmp_path_factory.mktemp("results-api")
     seed_results(home / "results.duckdb")
     settings = Settings(home=home, results=str(home / "results.duckdb"), prefect_api_url=UNREACHABLE_PREFECT)
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
         yield client
 
 
@@ -76,6 +76,7 @@ def test_summary(client):
         ({"offset": -1}, "offset"),
         ({"days": 0}, "days"),
         ({"since": "yesterday"}, "since"),
+        ({"offset": 2**63}, "offset"),
     ],
 )
 def test_summary_refuses_bad_filters_naming_what_is_accepted(client, params, named):
@@ -153,6 +154,7 @@ def test_regressions(client):
     assert "baseline=" in _error(client.get("/api/results/regressions", params={"run": "P1"}), 404)["detail"]
     no_rows = _error(client.get("/api/results/regressions", params={"run": "T4", "baseline": "P3"}), 404)
     assert no_rows["error"] == "run_not_found" and "T4" in no_rows["detail"]
+    assert ".duckdb" not in no_rows["detail"]  # no local path leaks
 
 
 def test_recommend(client):
