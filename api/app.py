@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from accel import __version__
+from accel.api.docs import install_offline_docs
 from accel.api.errors import install_error_handlers
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
@@ -54,7 +55,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Generate, test and benchmark Hugging Face models on every hardware target.",
         lifespan=lifespan,
+        docs_url=None,  # served offline below: FastAPI's own pages load Swagger UI and ReDoc from a CDN
+        redoc_url=None,
     )
+    install_offline_docs(app)
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
