@@ -23,6 +23,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import httpx
@@ -35,6 +36,15 @@ from accel.api.schemas.operations import (
     RunStatusResponse,
     WorkflowResponse,
 )
+from accel.api.schemas.results import (
+    CompareResponse,
+    ExportFormat,
+    HistoryResponse,
+    Metric,
+    Recommendation,
+    RegressionsResponse,
+    SummaryPage,
+)
 
 if TYPE_CHECKING:
     from accel.api.catalogue import HardwareResponse, ModelsResponse, TargetsResponse, TemplatesResponse
@@ -42,6 +52,7 @@ if TYPE_CHECKING:
     from accel.api.routes.generator import GeneratedSkillResponse
     from accel.api.routes.health import HealthResponse
     from accel.api.routes.test import TestResults
+    from accel.storage import IngestResult, RecordBatch, RunFamily
 
 __all__ = ["TERMINAL_STATUSES", "AccelAPIError", "AccelClient", "AsyncAccelClient"]
 
@@ -49,7 +60,8 @@ T = TypeVar("T")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # The relay closes with 4404 for a run it does not know (a 404 on the socket).
 WS_RUN_NOT_FOUND = 4404
-ROUTES, CATALOGUE = "accel.api.routes.", "accel.api.catalogue"
+# Models defined beside the routes or in the store (which imports duckdb) are imported when first used.
+ROUTES, CATALOGUE, STORAGE = "accel.api.routes.", "accel.api.catalogue", "accel.storage"
 
 
 class AccelAPIError(Exception):
@@ -119,10 +131,6 @@ def _model(module: str, name: str) -> Any:
         return dict
 
 
-def _results_model(name: str) -> Any:
-    return _model("accel.api.schemas.results", name)
-
-
 class _Call:
     """One request: what to send and how to read the answer (a model, a type, text or bytes)."""
 
@@ -140,7 +148,7 @@ class _Call:
         self.method, self.path, self.into, self.raw = method, path, into, raw
         self.params = {k: v for k, v in (params or {}).items() if v is not None} or None
         if isinstance(body, BaseModel):
-            body = body.model_dump(mode="json", exclude_none=True)
+            body = body.model_dump(mode="json")
         elif isinstance(body, dict):
             body = {k: v for k, v in body.items() if v is not None}
         self.body = body
@@ -308,35 +316,79 @@ class _Endpoints:
     def templates(self) -> TemplatesResponse:
         return self._send(_Call("GET", "/api/generator/templates", _model(CATALOGUE, "TemplatesResponse")))
 
-    # -- results: aggregates of the store (filters are the endpoint's query parameters)
-    def summary(self, **filters: Any) -> Any:
-        return self._send(_Call("GET", "/api/results/summary", _results_model("SummaryResponse"), params=filters))
+    # -- results: aggregates of the store, each figure with its noisy flag
+    def summary(
+        self,
+        model: str | None = None,
+        target: str | None = None,
+        hardware: str | None = None,
+        runtime: str | None = None,
+        since: datetime | None = None,
+        days: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> SummaryPage:
+        """One row per model x target: the latest headline figure, checks, last run (a page of them)."""
+        params = {"model": model, "target": target, "hardware": hardware, "runtime": runtime, "days": days}
+        params |= {"since": since.isoformat() if since else None, "limit": limit, "offset": offset}
+        return self._send(_Call("GET", "/api/results/summary", SummaryPage, params=params))
 
-    def compare(self, **filters: Any) -> Any:
-        return self._send(_Call("GET", "/api/results/compare", _results_model("CompareResponse"), params=filters))
+    def compare(self, model: str, baseline: str = "cpu/torch") -> CompareResponse:
+        """Speedup of every target of `model` over `baseline`, per scenario and shape."""
+        params = {"model": model, "baseline": baseline}
+        return self._send(_Call("GET", "/api/results/compare", CompareResponse, params=params))
 
-    def history(self, **filters: Any) -> Any:
-        return self._send(_Call("GET", "/api/results/history", _results_model("HistoryResponse"), params=filters))
+    def history(
+        self,
+        model: str,
+        target: str,
+        metric: Metric = "p50_ms",
+        days: int = 30,
+        scenario: str | None = None,
+        batch: int | None = None,
+        seq: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> HistoryResponse:
+        """`metric` over runs in time order, each point judged against the previous non-noisy one."""
+        params = {"model": model, "target": target, "metric": metric, "days": days, "scenario": scenario}
+        params |= {"batch": batch, "seq": seq, "limit": limit, "offset": offset}
+        return self._send(_Call("GET", "/api/results/history", HistoryResponse, params=params))
 
-    def regressions(self, **filters: Any) -> Any:
-        return self._send(
-            _Call("GET", "/api/results/regressions", _results_model("RegressionsResponse"), params=filters)
-        )
+    def regressions(self, run: str, baseline: str | None = None) -> RegressionsResponse:
+        """The verdicts of `run` against `baseline` (default: the previous run of the same kind)."""
+        params = {"run": run, "baseline": baseline}
+        return self._send(_Call("GET", "/api/results/regressions", RegressionsResponse, params=params))
 
-    def recommend(self, **filters: Any) -> Any:
-        return self._send(_Call("GET", "/api/results/recommend", _results_model("RecommendResponse"), params=filters))
+    def recommend(self, model: str, batch: int, seq: int, scenario: str = "forward") -> Recommendation:
+        """The fastest target at that shape whose latest checks all passed."""
+        params = {"model": model, "batch": batch, "seq": seq, "scenario": scenario}
+        return self._send(_Call("GET", "/api/results/recommend", Recommendation, params=params))
 
-    def export(self, **filters: Any) -> bytes:
-        """The store's rows as a file (the `format` filter picks it: csv, parquet, json...)."""
-        return self._send(_Call("GET", "/api/results/export", params=filters, raw="bytes"))
+    def export(
+        self,
+        format: ExportFormat = "csv",
+        model: str | None = None,
+        target: str | None = None,
+        hardware: str | None = None,
+        runtime: str | None = None,
+        since: datetime | None = None,
+        days: int | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> bytes:
+        """The measurements, one row each, as a csv, parquet or json file's bytes."""
+        params = {"format": format, "model": model, "target": target, "hardware": hardware, "runtime": runtime}
+        params |= {"since": since.isoformat() if since else None, "days": days, "limit": limit, "offset": offset}
+        return self._send(_Call("GET", "/api/results/export", params=params, raw="bytes"))
 
-    def ingest(self, batch: BaseModel | dict[str, Any]) -> dict[str, Any]:
-        """Send a batch of result records (a worker's rows) to the API's results store."""
-        return self._send(_Call("POST", "/api/results/ingest", body=batch))
+    def ingest(self, batch: RecordBatch | dict[str, Any]) -> IngestResult:
+        """Apply a batch of result records (a worker's rows) to the API's results store; replays are harmless."""
+        return self._send(_Call("POST", "/api/results/ingest", _model(STORAGE, "IngestResult"), body=batch))
 
-    def run(self, run_id: str) -> dict[str, Any]:
-        """What the results store holds about one run: its row and its records."""
-        return self._send(_Call("GET", f"/api/results/runs/{_path_id(run_id)}"))
+    def run_records(self, run_id: str) -> RunFamily:
+        """What the results store holds about a run: it, the runs it started, their skills, checks, measurements."""
+        return self._send(_Call("GET", f"/api/results/runs/{_path_id(run_id)}", _model(STORAGE, "RunFamily")))
 
 
 def _headers(api_key: str | None) -> dict[str, str]:

@@ -7,6 +7,7 @@ would: the client must return on every final state, Crashed included, and never 
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -236,3 +237,32 @@ def test_async_stream_over_a_real_socket(live_api, prefect_api):
     with pytest.raises(AccelAPIError) as caught:
         asyncio.run(unknown())
     assert caught.value.status == 404
+
+
+# -- results: records in, aggregates out ---------------------------------------------------------------------------
+
+
+def test_ingest_then_read_the_run_back(client):
+    from accel.storage import RecordBatch, RunFinish, RunRecord
+
+    run_id = f"client-ingest-{uuid.uuid4().hex[:8]}"
+    batch = RecordBatch(
+        runs=[RunRecord(run_id=run_id, kind="benchmark", trigger="test")],
+        finished=[RunFinish(run_id=run_id, status="completed", message="ingested by the client test")],
+    )
+    applied = client.ingest(batch)
+    assert (applied.batch_id, applied.runs, applied.finished) == (batch.batch_id, 1, 1)
+    assert client.ingest(batch).runs == 1  # a replay is harmless: the same upserts
+    family = client.run_records(run_id)
+    assert (family.run.run_id, family.run.status, family.run.message) == (
+        run_id,
+        "completed",
+        batch.finished[0].message,
+    )
+    page = client.summary(limit=5)
+    assert page.limit == 5 and page.total == len(page.rows) == 0  # a run with no measurement has no summary row
+    exported = client.export(format="json")
+    assert isinstance(exported, bytes) and json.loads(exported) == []  # no measurement in this store
+    with pytest.raises(AccelAPIError) as caught:
+        client.recommend("no/such-model", batch=1, seq=8)
+    assert caught.value.status == 404 and "no/such-model" in caught.value.detail
