@@ -1,7 +1,9 @@
 """`accel run`: the whole pipeline (generate -> test -> benchmark) for models x targets, with live progress.
 
 Runs against the Prefect server of PREFECT_API_URL, else the one `accel up` started on this machine,
-else an ephemeral one (its state under $ACCEL_HOME/prefect).
+else an ephemeral one (its state under $ACCEL_HOME/prefect). With `--api URL` it runs nowhere here: the
+accel API at URL starts the pipeline on its workers, and this command follows the run over its WebSocket
+and prints the same table from the rows the API returns.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import typer
 from rich.table import Table
 
 from accel.cli.bench import _ints
-from accel.cli.output import JsonFlag, console, emit_json, err_console, progress_bar
+from accel.cli.output import JsonFlag, console, emit_json, err_console, fail, progress_bar
 from accel.hardware import parse_targets
 from accel.tasks.levels import LEVEL_NAMES, check_level
 
@@ -78,12 +80,25 @@ def run_command(
     seq: Annotated[str, typer.Option("--seq", help="Benchmark sequence lengths.")] = "128",
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Per benchmark point.")] = 2.0,
     force: Annotated[bool, typer.Option("--force", help="Generate the skills again.")] = False,
+    api: Annotated[
+        str | None,
+        typer.Option(
+            "--api",
+            metavar="URL",
+            help="Run through the accel API at URL (e.g. http://127.0.0.1:8000, what `accel up` serves) "
+            "instead of in this process.",
+        ),
+    ] = None,
     json_output: JsonFlag = False,
 ) -> None:
     """Generate, test and benchmark MODELS on every target; a table per target at the end."""
     parsed = [str(t) for t in parse_targets(targets)]  # bad input fails before Prefect starts
     check_level(level)
     bench = {"batches": _ints(batch, "--batch"), "seqs": _ints(seq, "--seq"), "min_seconds": min_seconds}
+    if api is not None:
+        result = run_through_api(api, models, parsed, level, bench, force, json_output)
+        _report(result, json_output)
+        return
     from accel.tasks.resolve import resolve_model
 
     for ref in models:  # a ref that names nothing is bad input, refused before any run starts
@@ -110,9 +125,81 @@ def run_command(
                 result = pipeline(models=models, targets=parsed, level=level, bench=bench, force=force, trigger="cli")
         finally:
             remove_listener(show)
+    _report(result, json_output)
+
+
+def _report(result: Any, json_output: bool) -> None:
     if json_output:
         emit_json(result.model_dump(mode="json"))
     else:
         console.print(_table(result))
     if result.status != "passed":
         raise typer.Exit(1)
+
+
+def _describe(message: dict[str, Any], current: dict[str, str]) -> str | None:
+    """The progress line of one WebSocket message (None: nothing new to show)."""
+    if message.get("model") and message.get("target"):
+        current["chain"] = f"{message['model']} on {message['target']}"
+    if message.get("type") == "progress":
+        done = f" {message['progress']:.0%}" if message.get("progress") is not None else ""
+        step = " ".join(str(message[k]) for k in ("stage", "step") if message.get(k))
+        return f"{current['chain']}: {step}{done}".lstrip(": ")
+    if message.get("type") in ("snapshot", "state"):
+        what = message.get("stage") or "run"
+        return f"{what} {message.get('state_name') or message.get('status')}" + (
+            f": {message['message']}" if message.get("message") else ""
+        )
+    if message.get("type") == "error":
+        return f"error: {message.get('message')}"
+    return None
+
+
+def run_through_api(
+    url: str,
+    models: list[str],
+    targets: list[str],
+    level: str,
+    bench: dict[str, Any],
+    force: bool,
+    json_output: bool,
+) -> Any:
+    """Start the pipeline on the accel API at `url`, follow it to its end, and return it as a PipelineResult.
+
+    The API's 4xx (a model ref it cannot resolve, a bad shape) is bad input: exit 2 with its detail; its
+    503 (Prefect away, nothing deployed) exit 1; an API that does not answer is ServiceUnavailableError.
+    """
+    from accel.api.client import AccelAPIError, AccelClient
+    from accel.flows.results import PipelineResult
+    from accel.tasks.errors import ServiceUnavailableError
+
+    try:
+        with AccelClient(url) as client:
+            op = client.run_pipeline(
+                models,
+                targets,
+                batch_sizes=bench["batches"],
+                sequence_lengths=bench["seqs"],
+                min_seconds=bench["min_seconds"],
+                level=level,
+                force=force,
+            )
+            link = f" ({op.run_url})" if op.run_url else ""
+            err_console.print(f"accel API {client.base_url}: pipeline {op.operation_id}{link}: {op.message}")
+            with progress_bar(json_output, bar=False) as progress:
+                task = progress.add_task(op.message, total=None)
+                current = {"chain": ""}
+                try:
+                    for message in client.stream(op.operation_id):
+                        if (line := _describe(message, current)) is not None:
+                            progress.update(task, description=line)
+                except ServiceUnavailableError as err:  # the socket went away: follow the run by polling
+                    progress.update(task, description=f"following by polling ({err})")
+                final = client.wait(op.operation_id, poll_s=2.0)  # at once when the socket saw the end
+    except AccelAPIError as err:
+        fail(err.detail, code=2 if err.is_request_error else 1)
+    rows = final.results
+    if not rows:
+        fail(f"pipeline {final.run_id} ended {final.state_name or final.status} with no result: {final.message}", 1)
+    passed = final.status == "completed" and all(r.status == "passed" for r in rows)
+    return PipelineResult(run_id=final.run_id, status="passed" if passed else "failed", results=rows)

@@ -116,10 +116,10 @@ def test_bad_target_is_a_422_naming_the_accepted_targets(client):
     assert "tpu" in err.detail and "cpu/torch" in err.detail and "onnxruntime" in err.detail, err.detail
 
 
-def test_a_post_prefect_cannot_start_is_a_503_with_retry_after(client, tiny_models):
-    # Nothing is deployed on the test Prefect server: the API says so, and says when to try again.
+def test_a_post_prefect_cannot_start_is_a_503_with_retry_after(client):
+    # The nightly is not deployed on the test Prefect server: the API says so, and says when to try again.
     with pytest.raises(AccelAPIError) as caught:
-        client.run_pipeline([str(tiny_models["bert"])], ["cpu/torch"], batch_sizes=[1])
+        client.run_nightly()
     err = caught.value
     assert err.status == 503 and not err.is_request_error
     assert "deployment" in err.detail and err.retry_after is not None
@@ -266,3 +266,104 @@ def test_ingest_then_read_the_run_back(client):
     with pytest.raises(AccelAPIError) as caught:
         client.recommend("no/such-model", batch=1, seq=8)
     assert caught.value.status == 404 and "no/such-model" in caught.value.detail
+
+
+# -- accel run --api: the pipeline through the API, followed over its WebSocket ---------------------------------------
+
+
+def _accel(argv: list[str], capsys) -> tuple[int, str, str]:
+    from accel.cli.main import run
+
+    with pytest.raises(SystemExit) as done:
+        run(argv)
+    out, err = capsys.readouterr()
+    return done.value.code, out, err
+
+
+def test_run_api_bad_input_exits_2_with_one_line(live_api, capsys):
+    code, _, err = _accel(["run", "x", "--targets", "tpu/magic", "--api", live_api], capsys)
+    assert code == 2 and err.count("\n") == 1 and "unknown hardware 'tpu'" in err
+    code, _, err = _accel(["run", "no-such/model-anywhere", "--targets", "cpu/torch", "--api", live_api], capsys)
+    assert code == 2 and err.startswith("accel: error: ") and "no-such/model-anywhere" in err, err
+    assert err.count("\n") == 1
+
+
+def test_run_api_that_is_not_there_exits_1_with_one_line(capsys):
+    url = f"http://127.0.0.1:{_free_port()}"
+    code, _, err = _accel(["run", "x", "--targets", "cpu/torch", "--api", url], capsys)
+    assert code == 1 and err.count("\n") == 1 and url in err and "does not answer" in err
+
+
+@pytest.fixture(scope="module")
+def pipeline_deployed(prefect_api) -> str:
+    """The pipeline's deployment on accel-cpu, as `accel up` makes it (no worker: the test plays the worker)."""
+    import contextlib
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as prefect:
+        with contextlib.suppress(ObjectAlreadyExists):
+            prefect.create_work_pool(WorkPoolCreate(name="accel-cpu", type="process"))
+        flow_id = prefect.create_flow_from_name("pipeline")
+        return str(
+            prefect.create_deployment(
+                flow_id=flow_id, name="pipeline", work_pool_name="accel-cpu", entrypoint="accel.flows.pipeline:pipeline"
+            )
+        )
+
+
+def _play_worker(prefect_api: str, api: str, deployment_id: str, known: set[str], model: str) -> None:
+    """What a worker and its chains do: pick the new pipeline run up, send the chains' rows to the API, finish."""
+    from accel.storage import RecordBatch, RunFinish, RunRecord
+
+    filter_body = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}, "sort": "EXPECTED_START_TIME_DESC"}
+    deadline = time.monotonic() + 30
+    run_id = None
+    while run_id is None and time.monotonic() < deadline:
+        runs = httpx.post(f"{prefect_api}/flow_runs/filter", json=filter_body, timeout=10).json()
+        run_id = next((r["id"] for r in runs if r["id"] not in known), None)
+        time.sleep(0.2)
+    assert run_id, "the CLI created no pipeline run"
+    _set_state(prefect_api, run_id, "RUNNING")
+    time.sleep(0.5)
+    chains = [f"{run_id}-chain-{i}" for i in range(2)]
+    batch = RecordBatch(
+        runs=[
+            RunRecord(run_id=c, kind="chain", parent_run_id=run_id, params={"model": model, "target": t})
+            for c, t in zip(chains, ("cpu/torch", "cpu/onnxruntime"), strict=True)
+        ],
+        finished=[
+            RunFinish(run_id=chains[0], status="completed"),
+            RunFinish(run_id=chains[1], status="failed", message="generation failed: no exporter matched"),
+        ],
+    )
+    with AccelClient(api) as accel:
+        accel.ingest(batch)
+    _set_state(prefect_api, run_id, "COMPLETED", "2 chains ended")
+
+
+def _pipeline_runs(prefect_api: str, deployment_id: str) -> set[str]:
+    body = {"flow_runs": {"deployment_id": {"any_": [deployment_id]}}}
+    return {r["id"] for r in httpx.post(f"{prefect_api}/flow_runs/filter", json=body, timeout=10).json()}
+
+
+def test_run_api_follows_the_run_and_prints_its_rows(live_api, prefect_api, pipeline_deployed, tiny_models, capsys):
+    model = str(tiny_models["bert"])
+    worker = threading.Thread(
+        target=_play_worker,
+        args=(prefect_api, live_api, pipeline_deployed, _pipeline_runs(prefect_api, pipeline_deployed), model),
+        daemon=True,
+    )
+    worker.start()
+    argv = ["run", model, "--targets", "cpu/torch,cpu/onnxruntime", "--batch", "1", "--api", live_api, "--json"]
+    code, out, err = _accel(argv, capsys)
+    worker.join(10)
+    assert code == 1, err  # one target failed: exit 1, as in process
+    result = json.loads(out)
+    assert result["status"] == "failed" and "pipeline" in err
+    rows = {r["target"]: r for r in result["results"]}
+    assert rows["cpu/torch"]["status"] == "passed" and rows["cpu/torch"]["model"] == model
+    assert rows["cpu/onnxruntime"]["status"] == "failed"
+    assert rows["cpu/onnxruntime"]["message"] == "generation failed: no exporter matched"
