@@ -13,6 +13,7 @@ from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
 from accel.cli.models import models_app
 from accel.cli.output import fail
+from accel.cli.results import results_app
 from accel.cli.run import run_command
 from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
@@ -42,6 +43,7 @@ app.command("run")(run_command)
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.add_typer(models_app, name="models")
+app.add_typer(results_app, name="results")
 
 
 @app.command("version")

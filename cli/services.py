@@ -151,6 +151,11 @@ def _service_env(api_url: str) -> dict[str, str]:
     return env
 
 
+def _reachable(host: str) -> str:
+    """The address a local client dials for a server bound to `host` (a wildcard bind: loopback)."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
 def up_command(
     prefect_port: Annotated[
         int, typer.Option("--prefect-port", min=1, max=65535, help="Port of the Prefect server.")
@@ -169,9 +174,17 @@ def up_command(
     for port, what in ((prefect_port, "--prefect-port"), (api_port, "--api-port")):
         if not _port_free(host, port):
             raise SkillDirError(f"port {port} on {host} is taken (another accel up?); choose another with {what}")
+    if settings.results_url is not None:
+        raise SkillDirError(
+            f"ACCEL_RESULTS={settings.results_url}: accel up runs the API that writes the results file itself; "
+            "unset ACCEL_RESULTS (or point it at a DuckDB file), or join that API's team with `accel worker`"
+        )
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
     api_url = f"http://{host}:{prefect_port}/api"
     env = _service_env(api_url)
+    # The API is the one process that writes the DuckDB file; everything else sends it rows over HTTP.
+    api_env = {**env, "ACCEL_RESULTS": str(settings.results_path)}
+    worker_env = {**env, "ACCEL_RESULTS": f"http://{_reachable(settings.api_host)}:{api_port}"}
     supervisor = Supervisor(settings.home / "logs")
     stopping = {"signal": None}
 
@@ -194,9 +207,6 @@ def up_command(
         else:
             err_console.print("deploying prefect.yaml ...")
             deploy(root, env)
-        hardware = detect().hardware if workers else []
-        for hw in hardware:
-            supervisor.start(f"worker-{hw}", worker_command_line(work_pool_name(hw)), env)
         api = supervisor.start(
             "api",
             [
@@ -210,19 +220,24 @@ def up_command(
                 "--port",
                 str(api_port),
             ],
-            env,
+            api_env,
         )
         _wait_http(
-            f"http://{settings.api_host}:{api_port}/api/health",
+            f"http://{_reachable(settings.api_host)}:{api_port}/api/health",
             api,
             60,
             "the accel API",
             supervisor.log_dir / "api.log",
         )
+        # Workers start once the API answers: the rows of their first flow runs go straight to it.
+        hardware = detect().hardware if workers else []
+        for hw in hardware:
+            supervisor.start(f"worker-{hw}", worker_command_line(work_pool_name(hw)), worker_env)
         console.print(f"Prefect UI   http://{host}:{prefect_port}")
         console.print(f"Prefect API  {api_url}")
         console.print(f"accel API    http://{settings.api_host}:{api_port}/api/health")
         console.print(f"workers      {', '.join(work_pool_name(hw) for hw in hardware) or 'none'}")
+        console.print(f"results      {settings.results_path} (written by the API; workers send to it)")
         console.print(f"logs         {supervisor.log_dir}")
         console.print("Ctrl-C stops everything.")
         sys.stdout.flush()
@@ -259,6 +274,12 @@ def worker_command(
         httpx.get(f"{api_url.rstrip('/')}/health", timeout=5.0).raise_for_status()
     except httpx.HTTPError as err:
         raise SkillDirError(f"the Prefect server at {api_url} does not answer: {err}") from None
+    settings = get_settings()
+    if settings.results_url is None:
+        err_console.print(
+            f"[yellow]results go to the local file {settings.results_path}; to send them to the team's API, "
+            "set ACCEL_RESULTS=http://<api host>:<port>[/]"
+        )
     pool = work_pool_name(hardware)
     ensure_pools(api_url, [pool])
     env = _service_env(api_url)

@@ -21,8 +21,8 @@ from prefect.exceptions import ObjectNotFound
 
 from accel.flows.chain import chain
 from accel.flows.report import publish
-from accel.flows.results import ChainResult, PipelineResult
-from accel.flows.runs import reconcile_runs, record_final_state, recorded_run
+from accel.flows.results import ChainResult, PipelineResult, chain_result
+from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, store
 from accel.hardware import Target, parse_targets
 from accel.tasks.resolve import resolve_model
 
@@ -99,10 +99,7 @@ def _run_chain(
         for attempt in range(2):  # a lost worker (Crashed) is worth one more try; a failure is not
             state = _await_remote(target.hardware, params, pickup_timeout_s)
             if state is not None:
-                try:  # a chain killed on its worker never closed its own row: record how Prefect saw it end
-                    record_final_state(str(state.state_details.flow_run_id), state)
-                except Exception as err:  # the row stays for reconcile_runs; the chain's outcome matters more
-                    logger.warning("could not record how chain %s ended: %s", state.state_details.flow_run_id, err)
+                _close_row(state, logger)
             if state is None or not state.is_crashed() or attempt:
                 break
             logger.warning("the chain of %s on %s crashed (%s): trying once more", model, target, state.message)
@@ -111,9 +108,26 @@ def _run_chain(
             remote.discard(target.hardware)  # and the rest of this hardware's chains too
     if state is None:
         state = chain(**params, return_state=True)
-    if state.is_completed():
-        return state.result()
+        _close_row(state, logger)
+    # The chain's outcome is what it recorded, wherever it ran: read back from the results store.
+    run_id = state.state_details.flow_run_id
+    if run_id is not None:
+        try:
+            return chain_result(store(), str(run_id))
+        except KeyError:  # no row: the chain never started (or died before its first write)
+            pass
     return _failed(model, str(target), f"the chain ended {state.name}: {state.message}")
+
+
+def _close_row(state: Any, logger: Any) -> None:
+    """A chain killed on its worker never closed its own row: record how Prefect saw it end."""
+    run_id = state.state_details.flow_run_id
+    if run_id is None:
+        return
+    try:
+        record_final_state(str(run_id), state)
+    except Exception as err:  # the row stays for reconcile_runs; the chain's outcome matters more
+        logger.warning("could not record how chain %s ended: %s", run_id, err)
 
 
 @flow(name="pipeline", persist_result=True, log_prints=True)

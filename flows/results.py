@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from accel.storage import RunFamily
 
 
 class ChainResult(BaseModel):
@@ -36,3 +39,63 @@ class PipelineResult(BaseModel):
     run_id: str
     status: Literal["passed", "failed"]
     results: list[ChainResult]
+
+
+class _RunFamilyReader(Protocol):
+    def run_family(self, run_id: str) -> RunFamily | None: ...
+
+
+def chain_result(store: _RunFamilyReader, run_id: str) -> ChainResult:
+    """A chain's outcome, read back from its rows in the results store (the file, or the accel API's).
+
+    What `chain` itself answers, from what it recorded: model and target from the run's params; passed
+    only when the run completed; the stage from the rows there are (no checks: generation; a check that
+    did not pass: the test; else the benchmark, `done` once completed); the headline forward point.
+    KeyError when the store has no row of that run (the chain never started).
+    """
+    family = store.run_family(run_id)
+    if family is None:
+        raise KeyError(f"no run {run_id!r} in the results store")
+    run = family.run
+    checks = [c for c in family.checks if c.run_id == run_id]
+    measured = [m for m in family.measurements if m.run_id == run_id]
+    skill_id = next((r.skill_id for r in [*checks, *measured]), None)
+    skill = next((s for s in family.skills if s.skill_id == skill_id), None)
+    result = ChainResult(
+        model=str(run.params.get("model", "")),
+        target=str(run.params.get("target", "")),
+        run_id=run_id,
+        status="passed" if run.status == "completed" else "failed",
+        stage="generate",
+        message=run.message or "",
+        skill_id=skill_id,
+        skill_path=skill.path if skill else None,
+    )
+    if not checks:
+        if result.status == "failed" and not result.message:
+            result.message = f"the chain ended {run.status}"
+        return result
+    result.checks_total = len(checks)
+    result.checks_passed = sum(c.status == "passed" for c in checks)
+    tests_passed = all(c.status not in ("failed", "error") for c in checks) and not (
+        result.status == "failed" and result.message.startswith("tests failed")  # the test's own verdict
+    )
+    result.stage = "benchmark" if tests_passed else "test"
+    if tests_passed:  # a failed test records its skipped points, which the chain does not count
+        ok = [m for m in measured if m.status == "ok"]
+        result.measurements_ok, result.measurements_total = len(ok), len(measured)
+        headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
+        if headline is not None:
+            result.p50_ms, result.tokens_per_s, result.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
+            result.batch, result.seq = headline.batch, headline.seq
+            result.noisy, result.noise_reason = bool(headline.noisy), headline.noise_reason
+            result.mfu_withheld = headline.details.get("mfu_withheld")
+        result.noisy_points = sum(bool(m.noisy) for m in ok)
+    if result.status == "passed":
+        result.stage = "done"
+        result.message = (
+            f"{result.checks_passed}/{result.checks_total} checks passed, {result.measurements_ok} points measured"
+        )
+    elif not result.message:
+        result.message = f"the chain ended {run.status}"
+    return result
