@@ -201,6 +201,14 @@ def test_progress_events_of_runs_oldest_first(prefect_api):
             assert [e["run_id"] for e in found] == [root, child, child]
             assert found[1]["payload"]["stage"] == "generate" and found[2]["payload"]["progress"] == 1.0
             assert [e["id"] for e in await client.progress_events([root, child], limit=1)] == sent[-1:]
+
+            many = [await rest.progress(root, "benchmark", f"point {i}", i / 60) for i in range(60)]
+            while True:  # past Prefect's page of 50: the next pages are followed
+                found = await client.progress_events([root], limit=61)
+                if len(found) == 61 or time.monotonic() > deadline + 30:
+                    break
+                await asyncio.sleep(0.5)
+            assert [e["id"] for e in found] == [sent[0], *many]
         finally:
             await rest.aclose()
             await client.aclose()

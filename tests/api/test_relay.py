@@ -253,3 +253,51 @@ def test_a_client_gets_the_terminal_state_exactly_once_across_a_prefect_restart(
             _stop(server)
 
     run_async(body(), timeout=240)
+
+
+def test_a_real_flow_its_subflow_and_their_progress_events_are_relayed(prefect_api):
+    """Prefect's own engine and event client (tasks/progress.py), not hand-made REST calls."""
+    import queue
+    import threading
+
+    from prefect import flow
+    from prefect.runtime import flow_run
+
+    from accel.tasks.progress import emit_progress
+
+    started: queue.Queue[str] = queue.Queue()
+    go = threading.Event()
+
+    @flow(name="accel-relay-real-chain")
+    def chain_flow() -> None:
+        emit_progress("generate", "export", 0.5, model="tiny", target="cpu/torch")
+        emit_progress("generate", "export", 1.0, model="tiny", target="cpu/torch")
+
+    @flow(name="accel-relay-real-pipeline")
+    def pipeline_flow() -> None:
+        started.put(str(flow_run.id))
+        go.wait(30)
+        chain_flow()
+
+    async def body():
+        async with served(prefect_api) as (_app, base):
+            done = asyncio.create_task(asyncio.to_thread(pipeline_flow))
+            root = await asyncio.to_thread(started.get, True, 30)
+            async with connect(f"{base}/{root}") as ws:
+                snapshot = await receive(ws)
+                go.set()
+                messages = [snapshot, *await until_closed(ws)]
+                assert ws.close_code == 1000
+            await done
+        return root, messages
+
+    root, messages = run_async(body())
+    assert messages[0]["type"] == "snapshot" and messages[0]["state"] == "RUNNING"
+    children = {m["run_id"] for m in messages if m["run_id"] != root}
+    assert len(children) == 1
+    states = [(m["run_id"] == root, m["state"]) for m in messages[1:] if m["type"] == "state"]
+    assert states[-1] == (True, "COMPLETED") and states.count((True, "COMPLETED")) == 1
+    assert (False, "RUNNING") in states and (False, "COMPLETED") in states
+    progress = [(m["stage"], m["progress"], m["model"], m["target"]) for m in messages if m["type"] == "progress"]
+    assert progress == [("generate", 0.5, "tiny", "cpu/torch"), ("generate", 1.0, "tiny", "cpu/torch")]
+    assert {m["stage"] for m in messages if m["type"] == "state" and m["run_id"] != root} == {"accel-relay-real-chain"}
