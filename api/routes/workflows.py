@@ -1,7 +1,94 @@
-"""Routes of workflows (filled in by its own change)."""
+"""Cross-component workflows: the pipeline (models x targets, generate -> test -> benchmark) and the nightly.
+
+`GET /api/workflows/{run_id}` answers for a run of any kind (its status, children and rows), so a
+client can follow whatever it started through one path.
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query, WebSocket
+
+from accel.api.catalogue import check_model_refs
+from accel.api.deps import PrefectDep, SettingsDep, StoreDep
+from accel.api.routes.benchmark import bench_params
+from accel.api.runs import IdempotencyKey, brief_status, run_status, start_run
+from accel.api.schemas.operations import (
+    NightlyRequest,
+    OperationResponse,
+    PipelineRequest,
+    RunList,
+    WorkflowResponse,
+)
+from accel.flows.results import chain_result
+from accel.storage import ResultsStore
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
+KINDS = ["pipeline", "nightly"]
+
+
+def _chain_results(store: ResultsStore, run_id: str) -> list:
+    """The outcome of every chain the run started (a nightly's through its pipeline), from the store's rows."""
+    chains = store.query(
+        """
+        WITH RECURSIVE family(run_id) AS (
+            SELECT ?::VARCHAR UNION SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
+        )
+        SELECT run_id FROM runs WHERE kind = 'chain' AND run_id IN (SELECT run_id FROM family) ORDER BY started_at
+        """,
+        [run_id],
+    )
+    return [chain_result(store, row["run_id"]) for row in chains]
+
+
+@router.post("/pipeline", status_code=202)
+async def run_pipeline(
+    request: PipelineRequest, prefect: PrefectDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+) -> OperationResponse:
+    """Generate, test and benchmark every model on every target; each target's chain runs on its hardware's pool."""
+    check_model_refs(request.models, settings)
+    params = {
+        "models": request.models,
+        "targets": request.targets,
+        "level": request.level,
+        "bench": bench_params(request.bench()),
+        "force": request.force,
+    }
+    return await start_run(prefect, "pipeline/pipeline", params, "pipeline", idempotency_key)
+
+
+@router.post("/nightly", status_code=202)
+async def run_nightly(
+    prefect: PrefectDep, request: NightlyRequest | None = None, idempotency_key: IdempotencyKey = None
+) -> OperationResponse:
+    """Run the nightly matrix now (what the 02:00 UTC schedule runs), judged against the previous night."""
+    params = {"matrix": request.matrix} if request and request.matrix else {}
+    return await start_run(prefect, "nightly/nightly", params, "nightly", idempotency_key)
+
+
+@router.get("")
+async def list_workflows(
+    prefect: PrefectDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> RunList:
+    runs = await prefect.list_runs(KINDS, limit=limit, offset=offset)
+    return RunList(runs=[brief_status(r) for r in runs], limit=limit, offset=offset)
+
+
+@router.get("/{run_id}")
+async def workflow(run_id: str, prefect: PrefectDep, store: StoreDep) -> WorkflowResponse:
+    """A run of any kind: its state, its child runs with their stage and state, and its chains' rows."""
+    status = await run_status(prefect, run_id)
+    return WorkflowResponse(**status.model_dump(), results=_chain_results(store, run_id))
+
+
+@router.post("/{run_id}/cancel")
+async def cancel_workflow(run_id: str, prefect: PrefectDep, store: StoreDep) -> WorkflowResponse:
+    """Cancel the run and every run it started that has not ended (Prefect does not cascade to them)."""
+    await prefect.cancel(run_id)
+    return await workflow(run_id, prefect, store)
+
+
+@router.websocket("/ws/{run_id}")
+async def workflow_socket(websocket: WebSocket, run_id: str) -> None:
+    await websocket.app.state.relay.serve_socket(websocket, run_id)

@@ -11,11 +11,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from accel.api.schemas.runs import Status as SeedStatus
 from accel.flows.results import ChainResult
 from accel.hardware.targets import Target
 from accel.tasks.levels import LEVEL_NAMES
 
-SeedStatus = Literal["initializing", "running", "completed", "failed", "cancelled"]
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
 assert set(LEVEL_NAMES) == set(Level.__args__)  # one list of levels
 

@@ -1,0 +1,176 @@
+"""Runs as the components report them: start one through its deployment, read its status and progress.
+
+The run's id is its Prefect flow-run id. State comes from Prefect (the source of truth for where a run
+is), progress from its `accel.stage.progress` events and those of the runs it started; the rows it
+recorded come from the results store.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Header
+
+from accel.api.prefect import PrefectClient
+from accel.api.schemas.operations import ChildRun, OperationResponse, RunStatusResponse
+from accel.api.schemas.runs import FlowRun, seed_status
+from accel.hardware.targets import Target
+from accel.tasks.errors import RunNotFoundError
+
+WAITING = ("SCHEDULED", "PENDING")
+IdempotencyKey = Annotated[
+    str | None,
+    Header(alias="Idempotency-Key", max_length=200, description="A retried POST with this key returns the same run"),
+]
+CHAIN_STAGES = ("generate", "test", "benchmark")
+
+
+def stage_deployment(flow: str, target: str) -> str:
+    """The deployment of one stage (or chain) on the work pool of `target`'s hardware: `test/cuda`."""
+    return f"{flow}/{Target.parse(target).hardware}"
+
+
+async def start_run(
+    prefect: PrefectClient,
+    deployment: str,
+    parameters: dict[str, Any],
+    kind: str,
+    idempotency_key: str | None = None,
+) -> OperationResponse:
+    """Create a flow run of `deployment` (returns at once; a worker of its pool picks it up)."""
+    run = await prefect.create_run(
+        deployment, {**parameters, "trigger": "api"}, idempotency_key=idempotency_key, tags=["accel", "api"]
+    )
+    waiting = await waiting_for(prefect, run)
+    return OperationResponse(
+        operation_id=run.id,
+        kind=kind,
+        status=seed_status(run.state_type),
+        state=run.state_type,
+        message=waiting or f"{kind} run {run.name} is {(run.state_name or 'scheduled').lower()}",
+        started_at=run.created or datetime.now(UTC),
+        run_url=run.run_url,
+    )
+
+
+async def waiting_for(prefect: PrefectClient, run: FlowRun) -> str | None:
+    """Why a run that has not started is waiting ("waiting for a worker on accel-cuda"), None once it runs."""
+    if run.state_type not in WAITING:
+        return None
+    pool = run.work_pool_name
+    if pool is None:
+        return "waiting to start"
+    pools = {p.name: p for p in await prefect.work_pools()}
+    found = pools.get(pool)
+    online = [w for w in (found.workers if found else []) if str(w.status).upper() == "ONLINE"]
+    if not online:
+        return f"waiting for a worker on {pool} (none is online: start one with `accel worker --hardware ...`)"
+    return f"waiting for a worker on {pool} to pick it up ({len(online)} online)"
+
+
+def _progress(events: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The latest progress payload of each run id."""
+    latest: dict[str, dict[str, Any]] = {}
+    for event in events:
+        payload = event.get("payload") or {}
+        if payload.get("run_id"):
+            latest[payload["run_id"]] = payload
+    return latest
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None:
+        return None
+    return max(0.0, ((end or datetime.now(UTC)) - start).total_seconds())
+
+
+async def run_status(prefect: PrefectClient, run_id: str, kinds: tuple[str, ...] | None = None) -> RunStatusResponse:
+    """The status of run `run_id`; RunNotFoundError when there is none (or it is not one of `kinds`)."""
+    run = await prefect.read_run(run_id)
+    if kinds is not None and run.flow_name not in kinds:
+        raise RunNotFoundError(
+            f"run {run_id} is a {run.flow_name} run, not a {' or '.join(kinds)} run: see /api/workflows/{run_id}"
+        )
+    children = await prefect.descendants(run_id)
+    latest = _progress(await prefect.progress_events([run.id, *(c.id for c in children)]))
+    own = latest.get(run.id)
+    child_rows = [
+        ChildRun(
+            run_id=c.id,
+            name=c.name,
+            kind=c.flow_name,
+            state=c.state_type,
+            status=seed_status(c.state_type),
+            stage=(latest.get(c.id) or {}).get("stage"),
+            progress=_run_progress(c.flow_name, latest.get(c.id)),
+            message=c.state_message,
+            run_url=c.run_url,
+        )
+        for c in children
+    ]
+    status = seed_status(run.state_type)
+    progress = _overall_progress(status, own, child_rows)
+    current = own or next((latest[c.id] for c in reversed(children) if c.id in latest), None)
+    elapsed = _seconds(run.start_time, run.end_time)
+    remaining = None
+    if status == "running" and elapsed is not None and progress and 0 < progress < 1:
+        remaining = elapsed * (1 - progress) / progress
+    return RunStatusResponse(
+        run_id=run.id,
+        kind=run.flow_name,
+        name=run.name,
+        status=status,
+        state=run.state_type,
+        state_name=run.state_name,
+        message=run.state_message,
+        progress=progress,
+        current_step=f"{current['stage']}: {current.get('step', '')}".strip(": ") if current else None,
+        elapsed_time=elapsed,
+        estimated_remaining_time=remaining,
+        waiting_for=await waiting_for(prefect, run),
+        created=run.created,
+        started_at=run.start_time,
+        finished_at=run.end_time,
+        run_url=run.run_url,
+        children=child_rows,
+    )
+
+
+def brief_status(run: FlowRun) -> RunStatusResponse:
+    """A run's status from its Prefect record alone (for lists: no progress, no children)."""
+    return RunStatusResponse(
+        run_id=run.id,
+        kind=run.flow_name,
+        name=run.name,
+        status=seed_status(run.state_type),
+        state=run.state_type,
+        state_name=run.state_name,
+        message=run.state_message,
+        progress=1.0 if run.state_type == "COMPLETED" else None,
+        elapsed_time=_seconds(run.start_time, run.end_time),
+        created=run.created,
+        started_at=run.start_time,
+        finished_at=run.end_time,
+        run_url=run.run_url,
+    )
+
+
+def _overall_progress(status: str, own: dict[str, Any] | None, children: list[ChildRun]) -> float | None:
+    """1 for a completed run; for a run of runs, the mean of its children's; else its own last figure."""
+    if status == "completed":
+        return 1.0
+    if children:
+        done = [1.0 if c.status == "completed" else (c.progress or 0.0) for c in children]
+        return round(sum(done) / len(done), 4)
+    return _run_progress(None, own)
+
+
+def _run_progress(kind: str | None, payload: dict[str, Any] | None) -> float | None:
+    """A chain's progress over its three stages (each a third); a stage run's own figure."""
+    if payload is None:
+        return None
+    progress = float(payload.get("progress") or 0.0)
+    if kind == "chain" and payload.get("stage") in CHAIN_STAGES:
+        return round((CHAIN_STAGES.index(payload["stage"]) + progress) / len(CHAIN_STAGES), 4)
+    return progress
