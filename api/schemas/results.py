@@ -31,7 +31,7 @@ class SummaryRow(BaseModel):
     runtime: str
     precision: str
     headline_run_id: str | None = Field(
-        None, description="The run of the latest ok forward measurement; its first forward point is the headline."
+        None, description="The run of the headline point: the latest ok forward measurement (at batch, seq)."
     )
     measured_at: datetime | None = None
     batch: int | None = None

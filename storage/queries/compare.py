@@ -10,15 +10,26 @@ from typing import Any
 
 from accel.storage.store import ResultsStore
 
+# Two passes: the latest time of each point from cheap columns, then only the rows at those times (the
+# join's time range is pushed into the scan, which then reads only the row groups holding them).
 _LATEST_OK = """
+latest_at AS (
+    SELECT m.skill_id, m.scenario, m.batch, m.seq, max(m.recorded_at) AS at
+    FROM measurements m
+    WHERE m.skill_id IN (SELECT skill_id FROM skills WHERE model_ref = ?) AND m.status = 'ok'
+    GROUP BY m.skill_id, m.scenario, m.batch, m.seq
+),
 latest AS (
     SELECT s.target, m.scenario, m.batch, m.seq,
            arg_max(struct_pack(run_id := m.run_id, p50_ms := m.p50_ms, tokens_per_s := m.tokens_per_s,
                                samples_per_s := m.samples_per_s, noisy := coalesce(m.noisy, FALSE),
                                noise_reason := m.noise_reason, recorded_at := m.recorded_at),
                    m.recorded_at) AS v
-    FROM measurements m JOIN skills s USING (skill_id)
-    WHERE s.model_ref = ? AND m.status = 'ok' AND m.p50_ms > 0
+    FROM latest_at l
+    JOIN measurements m ON m.skill_id = l.skill_id AND m.recorded_at = l.at AND m.scenario = l.scenario
+                       AND m.batch = l.batch AND m.seq = l.seq
+    JOIN skills s ON s.skill_id = m.skill_id
+    WHERE m.status = 'ok' AND m.p50_ms > 0
     GROUP BY s.target, m.scenario, m.batch, m.seq
 )
 """

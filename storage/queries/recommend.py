@@ -13,21 +13,32 @@ from typing import Any
 from accel.storage.store import ResultsStore
 
 _CANDIDATES = """
-WITH latest AS (
-    SELECT s.target,
+WITH model_skills AS (
+    SELECT skill_id, target FROM skills WHERE model_ref = ?
+),
+latest_at AS (
+    SELECT m.skill_id, max(m.recorded_at) AS at
+    FROM measurements m
+    WHERE m.skill_id IN (SELECT skill_id FROM model_skills) AND m.scenario = ? AND m.batch = ? AND m.seq = ?
+    GROUP BY m.skill_id
+),
+latest AS (
+    SELECT k.target,
            arg_max(struct_pack(run_id := m.run_id, status := m.status, p50_ms := m.p50_ms,
                                tokens_per_s := m.tokens_per_s, samples_per_s := m.samples_per_s,
                                noisy := coalesce(m.noisy, FALSE), noise_reason := m.noise_reason,
                                error := m.error, recorded_at := m.recorded_at),
                    m.recorded_at) AS v
-    FROM measurements m JOIN skills s USING (skill_id)
-    WHERE s.model_ref = ? AND m.scenario = ? AND m.batch = ? AND m.seq = ?
-    GROUP BY s.target
+    FROM latest_at l
+    JOIN measurements m ON m.skill_id = l.skill_id AND m.recorded_at = l.at
+    JOIN model_skills k ON k.skill_id = m.skill_id
+    WHERE m.scenario = ? AND m.batch = ? AND m.seq = ?
+    GROUP BY k.target
 ),
 tested AS (
-    SELECT s.target, c.run_id, c."check", c.status, c.recorded_at
-    FROM checks c JOIN skills s USING (skill_id)
-    WHERE s.model_ref = ? AND s.target IN (SELECT target FROM latest)
+    SELECT k.target, c.run_id, c."check", c.status, c.recorded_at
+    FROM checks c JOIN model_skills k USING (skill_id)
+    WHERE k.target IN (SELECT target FROM latest)
 ),
 latest_test AS (
     SELECT target, arg_max(run_id, recorded_at) AS run_id FROM tested GROUP BY target
@@ -76,7 +87,7 @@ def candidates(
     store: ResultsStore, model: str, batch: int, seq: int, scenario: str = "forward"
 ) -> list[dict[str, Any]]:
     """Every target measured at that point, ranked ones first (rank 1, 2, ...), then the excluded with why."""
-    return store.query(_CANDIDATES, [model, scenario, batch, seq, model])
+    return store.query(_CANDIDATES, [model, scenario, batch, seq, scenario, batch, seq])
 
 
 def measured_shapes(store: ResultsStore, model: str) -> list[dict[str, Any]]:

@@ -10,26 +10,33 @@ from __future__ import annotations
 from accel.storage.compare import PointComparison, compare_runs
 from accel.storage.store import ResultsStore
 
+# Up from the runs that measured this run's skills to their ancestors, rather than down from every
+# earlier run: one pass over the measurements, whatever the number of runs.
 _PREVIOUS_RUN = """
 WITH RECURSIVE this AS (
     SELECT run_id, kind, started_at FROM runs WHERE run_id = ?
 ),
-family(root, run_id) AS (
-    SELECT r.run_id, r.run_id FROM runs r, this
-    WHERE r.kind = this.kind AND (r.run_id = this.run_id OR r.started_at < this.started_at)
+family(run_id) AS (
+    SELECT run_id FROM this
     UNION
-    SELECT f.root, r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
+    SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
 ),
-measured AS (
-    SELECT DISTINCT f.root, m.skill_id FROM family f JOIN measurements m ON m.run_id = f.run_id
+its_skills AS (
+    SELECT DISTINCT skill_id FROM measurements WHERE run_id IN (SELECT run_id FROM family)
+),
+measured_them AS (
+    SELECT DISTINCT run_id FROM measurements
+    WHERE skill_id IN (SELECT skill_id FROM its_skills) AND run_id NOT IN (SELECT run_id FROM family)
+),
+lineage(run_id) AS (
+    SELECT run_id FROM measured_them
+    UNION
+    SELECT r.parent_run_id FROM runs r JOIN lineage l ON r.run_id = l.run_id WHERE r.parent_run_id IS NOT NULL
 )
 SELECT r.run_id
 FROM runs r, this
-WHERE r.kind = this.kind AND r.run_id <> this.run_id AND r.started_at < this.started_at
-  AND EXISTS (
-      SELECT 1 FROM measured a JOIN measured b ON a.skill_id = b.skill_id
-      WHERE a.root = this.run_id AND b.root = r.run_id
-  )
+WHERE r.run_id IN (SELECT run_id FROM lineage)
+  AND r.kind = this.kind AND r.run_id <> this.run_id AND r.started_at < this.started_at
 ORDER BY r.started_at DESC, r.run_id DESC
 LIMIT 1
 """

@@ -1,8 +1,12 @@
 """One row per model x target: the headline figure of its latest benchmark, its latest test, its last run.
 
-The headline point is the one `chain` reports: of the run that made the model x target's latest ok
-`forward` measurement, the first ok forward point (smallest batch, then seq). A figure always comes
-with its noisy flag and reason.
+The headline point is the model x target's latest ok `forward` measurement (its batch and seq are
+given with it). A figure always comes with its noisy flag and reason.
+
+Two passes keep the query cheap on a large store: the first reads only skill, time, status and
+scenario to find each skill's latest times; the second fetches just the rows at those times (DuckDB
+pushes the join's time range into the scan, so it reads only the row groups that hold them), and only
+for the page asked for.
 """
 
 from __future__ import annotations
@@ -17,63 +21,77 @@ WITH picked AS (
     SELECT s.skill_id, s.model_ref, s.target, s.hardware, s.runtime, s.precision FROM skills s WHERE {skills}
 ),
 measured AS (
-    SELECT p.model_ref, p.target, m.run_id, m.scenario, m.status, m.recorded_at
-    FROM measurements m JOIN picked p USING (skill_id)
-    WHERE {since_m}
+    SELECT m.skill_id, max(m.recorded_at) AS last_at,
+           max(m.recorded_at) FILTER (WHERE m.status = 'ok' AND m.scenario = 'forward') AS ok_at
+    FROM measurements m
+    WHERE {picked_m} AND {since_m}
+    GROUP BY m.skill_id
 ),
 tested AS (
-    SELECT p.model_ref, p.target, c.run_id, c.status, c.recorded_at
-    FROM checks c JOIN picked p USING (skill_id)
-    WHERE {since_c}
+    SELECT c.skill_id, max(c.recorded_at) AS test_at
+    FROM checks c
+    WHERE {picked_c} AND {since_c}
+    GROUP BY c.skill_id
 ),
-headline_run AS (
-    SELECT model_ref, target, arg_max(run_id, recorded_at) AS run_id
-    FROM measured WHERE status = 'ok' AND scenario = 'forward'
-    GROUP BY model_ref, target
+per_target AS (
+    SELECT p.model_ref, p.target, any_value(p.hardware) AS hardware, any_value(p.runtime) AS runtime,
+           any_value(p.precision) AS precision, max(m.ok_at) AS ok_at, max(t.test_at) AS test_at,
+           greatest(max(m.last_at), max(t.test_at)) AS last_at
+    FROM picked p LEFT JOIN measured m USING (skill_id) LEFT JOIN tested t USING (skill_id)
+    GROUP BY p.model_ref, p.target
+    HAVING greatest(max(m.last_at), max(t.test_at)) IS NOT NULL
+),
+paged AS (
+    SELECT *, count(*) OVER () AS total FROM per_target ORDER BY model_ref, target {page}
 ),
 headline AS (
-    SELECT h.model_ref, h.target, h.run_id, m.batch, m.seq, m.p50_ms, m.tokens_per_s, m.samples_per_s, m.mfu,
+    SELECT g.model_ref, g.target, m.run_id, m.batch, m.seq, m.p50_ms, m.tokens_per_s, m.samples_per_s, m.mfu,
            coalesce(m.noisy, FALSE) AS noisy, m.noise_reason, m.recorded_at
-    FROM headline_run h
-    JOIN picked p ON p.model_ref = h.model_ref AND p.target = h.target
-    JOIN measurements m ON m.skill_id = p.skill_id AND m.run_id = h.run_id
+    FROM paged g
+    JOIN picked p USING (model_ref, target)
+    JOIN measurements m ON m.skill_id = p.skill_id AND m.recorded_at = g.ok_at
     WHERE m.status = 'ok' AND m.scenario = 'forward'
-    QUALIFY row_number() OVER (PARTITION BY h.model_ref, h.target ORDER BY m.batch, m.seq, m.recorded_at DESC) = 1
+    QUALIFY row_number() OVER (PARTITION BY g.model_ref, g.target ORDER BY m.batch, m.seq, m.run_id) = 1
 ),
-latest_test AS (
-    SELECT model_ref, target, arg_max(run_id, recorded_at) AS run_id FROM tested GROUP BY model_ref, target
+test_run AS (
+    SELECT g.model_ref, g.target, min(c.run_id) AS run_id
+    FROM paged g
+    JOIN picked p USING (model_ref, target)
+    JOIN checks c ON c.skill_id = p.skill_id AND c.recorded_at = g.test_at
+    GROUP BY g.model_ref, g.target
 ),
 test_counts AS (
     SELECT t.model_ref, t.target, t.run_id,
-           count(*) FILTER (WHERE t.status = 'passed') AS checks_passed, count(*) AS checks_total
-    FROM tested t JOIN latest_test l USING (model_ref, target, run_id)
+           count(*) FILTER (WHERE c.status = 'passed') AS checks_passed, count(*) AS checks_total
+    FROM test_run t
+    JOIN picked p USING (model_ref, target)
+    JOIN checks c ON c.skill_id = p.skill_id AND c.run_id = t.run_id
     GROUP BY t.model_ref, t.target, t.run_id
 ),
-activity AS (
-    SELECT model_ref, target, arg_max(run_id, recorded_at) AS last_run_id, max(recorded_at) AS last_run_at
-    FROM (SELECT model_ref, target, run_id, recorded_at FROM measured
-          UNION ALL SELECT model_ref, target, run_id, recorded_at FROM tested)
+last_run AS (
+    SELECT model_ref, target, min(run_id) AS run_id
+    FROM (
+        SELECT g.model_ref, g.target, m.run_id
+        FROM paged g JOIN picked p USING (model_ref, target)
+        JOIN measurements m ON m.skill_id = p.skill_id AND m.recorded_at = g.last_at
+        UNION ALL
+        SELECT g.model_ref, g.target, c.run_id
+        FROM paged g JOIN picked p USING (model_ref, target)
+        JOIN checks c ON c.skill_id = p.skill_id AND c.recorded_at = g.last_at
+    )
     GROUP BY model_ref, target
 )
-SELECT a.model_ref, a.target,
-       any_value(p.hardware) AS hardware, any_value(p.runtime) AS runtime, any_value(p.precision) AS precision,
-       any_value(h.run_id) AS headline_run_id, any_value(h.recorded_at) AS measured_at,
-       any_value(h.batch) AS batch, any_value(h.seq) AS seq, any_value(h.p50_ms) AS p50_ms,
-       any_value(h.tokens_per_s) AS tokens_per_s, any_value(h.samples_per_s) AS samples_per_s,
-       any_value(h.mfu) AS mfu, any_value(h.noisy) AS noisy, any_value(h.noise_reason) AS noise_reason,
-       any_value(t.run_id) AS test_run_id, any_value(t.checks_passed) AS checks_passed,
-       any_value(t.checks_total) AS checks_total,
-       any_value(a.last_run_id) AS last_run_id, any_value(a.last_run_at) AS last_run_at,
-       any_value(r.status) AS status,
-       count(*) OVER () AS total
-FROM activity a
-JOIN picked p USING (model_ref, target)
+SELECT g.model_ref, g.target, g.hardware, g.runtime, g.precision,
+       h.run_id AS headline_run_id, h.recorded_at AS measured_at, h.batch, h.seq, h.p50_ms, h.tokens_per_s,
+       h.samples_per_s, h.mfu, h.noisy, h.noise_reason,
+       t.run_id AS test_run_id, t.checks_passed, t.checks_total,
+       l.run_id AS last_run_id, g.last_at AS last_run_at, r.status, g.total
+FROM paged g
 LEFT JOIN headline h USING (model_ref, target)
 LEFT JOIN test_counts t USING (model_ref, target)
-LEFT JOIN runs r ON r.run_id = a.last_run_id
-GROUP BY a.model_ref, a.target
-ORDER BY a.model_ref, a.target
-{page}
+LEFT JOIN last_run l USING (model_ref, target)
+LEFT JOIN runs r ON r.run_id = l.run_id
+ORDER BY g.model_ref, g.target
 """
 
 
@@ -85,7 +103,15 @@ def summary(
     since_m, since_m_params = where.since_predicate("m")
     since_c, since_c_params = where.since_predicate("c")
     paging, page_params = page(limit, offset)
-    sql = _SUMMARY.format(skills=skills, since_m=since_m, since_c=since_c, page=paging)
+    # with no skill filter every row counts: no semi-join to pay for (rows without a skill row drop out later)
+    picked_m, picked_c = (
+        ("TRUE", "TRUE")
+        if not skill_params
+        else ("m.skill_id IN (SELECT skill_id FROM picked)", "c.skill_id IN (SELECT skill_id FROM picked)")
+    )
+    sql = _SUMMARY.format(
+        skills=skills, picked_m=picked_m, picked_c=picked_c, since_m=since_m, since_c=since_c, page=paging
+    )
     rows = store.query(sql, [*skill_params, *since_m_params, *since_c_params, *page_params])
     total = rows[0]["total"] if rows else _total(store, where) if offset else 0
     for row in rows:

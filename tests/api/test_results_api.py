@@ -189,8 +189,8 @@ def test_export(client, tmp_path, fmt):
         rows = con.execute(f"SELECT target, run_id, p50_ms, noisy FROM {reader}(?)", [str(out)]).fetchall()
     finally:
         con.close()
-    assert [r[2] for r in rows] == [3.0, 10.0, 3.0, 10.0, 2.0, 10.0]
-    assert rows[4] == ("cpu/openvino", "P3-sk-bert-ov", 2.0, True)
+    assert [r[2] for r in rows] == [10.0, 3.0, 10.0, 3.0, 10.0, 2.0]
+    assert rows[5] == ("cpu/openvino", "P3-sk-bert-ov", 2.0, True)
     if fmt == "json":
         assert len(json.loads(response.content)) == 6
     if fmt == "csv":

@@ -42,12 +42,12 @@ SKILLS = {
     "sk-gpt2-torch": (GPT2, "cpu/torch"),
 }
 # p50 ms per pipeline (P1, P2, P3), skill and shape (batch, seq)
-P50 = {
-    "sk-bert-torch": {(1, 16): (10.0, 20.0, 12.0), (4, 16): (30.0, 30.5, 30.0)},
-    "sk-bert-ort": {(1, 16): (5.0, 5.0, 6.0), (4, 16): (15.0, 15.0, 15.0)},
-    "sk-bert-ov": {(1, 16): (3.0, 3.0, 2.0), (4, 16): (10.0, 10.0, 10.0)},
-    "sk-bert-bf16": {(1, 16): (8.0, 8.0, 8.0), (4, 16): (24.0, 24.0, 24.0)},
-    "sk-gpt2-torch": {(1, 16): (40.0, 41.0, 40.5), (4, 16): (90.0, 90.0, None)},  # None: P3 errored
+P50 = {  # recorded in this order within a run, so (1, 16) is each run's latest point
+    "sk-bert-torch": {(4, 16): (30.0, 30.5, 30.0), (1, 16): (10.0, 20.0, 12.0)},
+    "sk-bert-ort": {(4, 16): (15.0, 15.0, 15.0), (1, 16): (5.0, 5.0, 6.0)},
+    "sk-bert-ov": {(4, 16): (10.0, 10.0, 10.0), (1, 16): (3.0, 3.0, 2.0)},
+    "sk-bert-bf16": {(4, 16): (24.0, 24.0, 24.0), (1, 16): (8.0, 8.0, 8.0)},
+    "sk-gpt2-torch": {(4, 16): (90.0, 90.0, None), (1, 16): (40.0, 41.0, 40.5)},  # None: P3 errored
 }
 NOISY = {("sk-bert-torch", 1, (1, 16)): "foreign CPU 35%", ("sk-bert-ov", 2, (1, 16)): "foreign CPU 40%"}
 CHECKS = ("loads", "finite", "parity")
@@ -208,6 +208,8 @@ def test_summary_has_the_latest_headline_test_and_run_of_each_model_and_target(s
     gpt2 = got[GPT2, "cpu/torch"]  # forward stays the headline though a generate point came last
     assert (gpt2["batch"], gpt2["seq"], gpt2["p50_ms"]) == (1, 16, 40.5)
     assert (gpt2["last_run_id"], gpt2["status"]) == ("P3-sk-gpt2-torch", "failed")
+    p3 = BASE + timedelta(days=2)
+    assert (gpt2["measured_at"], gpt2["last_run_at"]) == (p3 + timedelta(minutes=42), p3 + timedelta(minutes=44))
 
 
 def test_summary_filters_and_pages(store):
@@ -260,12 +262,12 @@ def test_history_marks_regressions_against_the_previous_non_noisy_point(store):
     points, total = history(store, BERT, "cpu/openvino", "p50_ms", since)
     assert total == 6
     assert [(p["batch"], p["verdict"]) for p in points] == [
-        (1, "first"),
         (4, "first"),
+        (1, "first"),
+        (4, "unchanged"),
         (1, "unchanged"),
         (4, "unchanged"),
         (1, "inconclusive"),
-        (4, "unchanged"),
     ]
     assert [p["recorded_at"] for p in points] == sorted(p["recorded_at"] for p in points)
     # peak RSS grew 1 -> 2 -> 3 MB: lower is better, so every later point regressed
@@ -275,9 +277,9 @@ def test_history_marks_regressions_against_the_previous_non_noisy_point(store):
     points, total = history(store, GPT2, "cpu/torch", "p50_ms", since, scenario="forward", batch=4, seq=16)
     assert (total, [p["value"] for p in points]) == (2, [90.0, 90.0])
     points, total = history(store, BERT, "cpu/torch", "p50_ms", BASE + timedelta(days=1, hours=12))
-    assert (total, [p["value"] for p in points]) == (2, [12.0, 30.0])
+    assert (total, [p["value"] for p in points]) == (2, [30.0, 12.0])
     points, total = history(store, BERT, "cpu/torch", "p50_ms", since, limit=2, offset=5)
-    assert (total, [p["value"] for p in points]) == (6, [30.0])
+    assert (total, [p["value"] for p in points]) == (6, [12.0])
     assert history(store, BERT, "cpu/torch", "p50_ms", since, limit=2, offset=9) == ([], 6)
     assert ever_measured(store, BERT, "cpu/torch") and not ever_measured(store, BERT, "cuda/torch")
     with pytest.raises(ValueError, match="p50_ms"):
@@ -335,8 +337,8 @@ def test_export_writes_every_selected_row_in_each_format(store, tmp_path, fmt):
         ).fetchall()
     finally:
         con.close()
-    assert got[-2] == (BERT, "cpu/openvino", "P3-sk-bert-ov", 1, 2.0, True, "foreign CPU 40%")
-    assert [r[4] for r in got] == [3.0, 10.0, 3.0, 10.0, 2.0, 10.0]
+    assert got[-1] == (BERT, "cpu/openvino", "P3-sk-bert-ov", 1, 2.0, True, "foreign CPU 40%")
+    assert [r[4] for r in got] == [10.0, 3.0, 10.0, 3.0, 10.0, 2.0]
     if fmt == "json":
         assert len(json.loads(out.read_text())) == 6  # one JSON document, an array
     if fmt == "csv":
