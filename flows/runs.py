@@ -74,8 +74,7 @@ def reconcile_runs(results: AnyResultsStore | None = None, older_than_s: float =
     """Bring rows still `running` in line with Prefect: a flow run that is final, or gone, is recorded so.
 
     Called by whoever waits on runs (the pipeline) and before runs are read; the run ids it changed.
-    Skipped (nothing changed) for the accel API's store: its query needs the file, so the API's host
-    reconciles (the API calls this on its own file before it reads runs).
+    Through the accel API's store the open rows are listed (at most 1000 of each status) and filtered here.
     """
     from datetime import UTC, datetime, timedelta
 
@@ -83,12 +82,19 @@ def reconcile_runs(results: AnyResultsStore | None = None, older_than_s: float =
     from prefect.exceptions import ObjectNotFound
 
     results = results or store()
-    if isinstance(results, HttpResultsStore):
-        return []
-    rows = results.query(
-        "SELECT run_id, kind, started_at FROM runs WHERE status IN ('initializing', 'running') AND started_at < ?",
-        [datetime.now(UTC) - timedelta(seconds=older_than_s)],
-    )
+    cutoff = datetime.now(UTC) - timedelta(seconds=older_than_s)
+    if isinstance(results, HttpResultsStore):  # no SQL over HTTP: the open rows, filtered here
+        rows = [
+            {"run_id": r.run_id, "kind": r.kind, "started_at": r.started_at}
+            for status in ("initializing", "running")
+            for r in results.list_runs(status=status, limit=1000)
+            if r.started_at is not None and r.started_at < cutoff
+        ]
+    else:
+        rows = results.query(
+            "SELECT run_id, kind, started_at FROM runs WHERE status IN ('initializing', 'running') AND started_at < ?",
+            [cutoff],
+        )
     changed: list[str] = []
     if not rows:
         return changed

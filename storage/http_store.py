@@ -5,7 +5,7 @@ A send that does not arrive (connection refused, timeout, 429, 5xx) waits in the
 write returns; every later write (and read) first replays the outbox in order, so rows land in the order
 they were written. Replays never duplicate: the store upserts, and closing a run again is harmless. A 4xx
 is the API refusing the records: raised to the caller, never queued (a queued batch refused on replay is
-moved to the outbox's rejected file, with the reason). Reads ask `GET {url}/api/results/runs/{id}`; an API
+moved to the outbox's rejected file, with the reason). Reads ask `GET {url}/api/results/runs[/{id}]`; an API
 that does not answer raises `unavailable` (the caller passes its service-unavailable error class).
 """
 
@@ -37,7 +37,8 @@ from accel.storage.records import (
 log = logging.getLogger("accel.results")
 
 INGEST_PATH = "/api/results/ingest"
-RUN_PATH = "/api/results/runs/{run_id}"
+RUNS_PATH = "/api/results/runs"
+RUN_PATH = RUNS_PATH + "/{run_id}"
 # The batch itself is refused (invalid rows, too large): set aside, the rest of the outbox goes on.
 _BATCH_REFUSED = (400, 413, 422)
 # Worth trying again later, like a connection that did not open.
@@ -234,12 +235,12 @@ class HttpResultsStore:
             f"(ACCEL_RESULTS={self.url}): start it (`accel up`) or point ACCEL_RESULTS at the DuckDB file"
         )
 
-    def run_family(self, run_id: str) -> RunFamily | None:
-        """The run, the runs it started and their skills, checks and measurements; None if there is no such run."""
+    def _get(self, path: str, params: dict[str, Any] | None = None) -> Any | None:
+        """The JSON the API answers for `path`, None for a 404; what waits in the outbox is sent first."""
         try:
             with self.outbox.locked():  # read what this machine wrote: what waits goes first
                 self._replay_locked()
-            response = self._client.get(RUN_PATH.format(run_id=quote(run_id, safe="")))
+            response = self._client.get(path, params=params)
         except httpx.HTTPError as err:
             raise self._unreachable(f"{type(err).__name__}: {err}") from err
         if response.status_code == 404:
@@ -248,7 +249,17 @@ class HttpResultsStore:
             raise self._unreachable(f"HTTP {response.status_code}: {_detail(response)}")
         if response.status_code >= 400:
             raise ResultsRefusedError(self.url, response.status_code, _detail(response))
-        return RunFamily.model_validate(response.json())
+        return response.json()
+
+    def run_family(self, run_id: str) -> RunFamily | None:
+        """The run, the runs it started and their skills, checks and measurements; None if there is no such run."""
+        found = self._get(RUN_PATH.format(run_id=quote(run_id, safe="")))
+        return RunFamily.model_validate(found) if found is not None else None
+
+    def list_runs(self, kind: str | None = None, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Run rows, newest first, as `ResultsStore.list_runs`."""
+        params = {k: v for k, v in {"kind": kind, "status": status, "limit": limit}.items() if v is not None}
+        return [RunRecord.model_validate(r) for r in self._get(RUNS_PATH, params) or []]
 
     def get_run(self, run_id: str) -> RunRecord | None:
         family = self.run_family(run_id)

@@ -3,15 +3,18 @@
 `POST /api/results/ingest` applies one `RecordBatch` (rows validated by the store's own record models,
 upserted on their natural keys, then runs closed; one transaction, so a replayed batch changes nothing)
 and answers how many records of each kind it applied. `GET /api/results/runs/{run_id}` answers the run,
-the runs it started, and their skills, checks and measurements.
+the runs it started, and their skills, checks and measurements; `GET /api/results/runs` lists run rows.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 
 from accel.api.deps import StoreDep
-from accel.storage import IngestResult, RecordBatch, RunFamily
+from accel.storage import IngestResult, RecordBatch, RunFamily, RunRecord
+from accel.storage.records import RunStatus
 from accel.tasks.errors import RequestError, RunNotFoundError
 
 router = APIRouter(prefix="/api/results", tags=["results"])
@@ -31,6 +34,17 @@ def ingest(batch: RecordBatch, store: StoreDep) -> IngestResult:
             f"batch {batch.batch_id}: {err.args[0]}; nothing of it was written (a run is recorded before it "
             "is finished)"
         ) from None
+
+
+@router.get("/runs")
+def list_runs(
+    store: StoreDep,
+    kind: Annotated[str | None, Query(description="Only runs of this kind (chain, pipeline, nightly, ...).")] = None,
+    status: Annotated[RunStatus | None, Query(description="Only runs with this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 100,
+) -> list[RunRecord]:
+    """Run rows, newest first (what `HttpResultsStore.list_runs` reads)."""
+    return store.list_runs(kind=kind, status=status, limit=limit)
 
 
 @router.get("/runs/{run_id}")

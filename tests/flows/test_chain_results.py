@@ -151,3 +151,21 @@ def test_a_pipeline_sending_results_to_the_api_reports_its_chains_from_there(
             assert file.get_run(chain.run_id).parent_run_id == result.run_id
         assert file.get_run(result.run_id).status == "failed"
     assert not (accel_home / "results.duckdb").exists()  # every row went to the API's file
+
+
+def test_reconcile_closes_a_dead_chains_row_through_the_api(prefect_api, tmp_path):
+    import uuid
+
+    from accel.flows.runs import reconcile_runs
+
+    gone, fresh = str(uuid.uuid4()), str(uuid.uuid4())  # no flow run of Prefect has these ids
+    with (
+        ApiServer(tmp_path / "api.duckdb", tmp_path / "api-home") as api,
+        HttpResultsStore(api.url, outbox=tmp_path / "outbox.jsonl") as remote,
+    ):
+        remote.record_run(RunRecord(run_id=gone, kind="chain", started_at=datetime.now(UTC) - timedelta(hours=2)))
+        remote.record_run(RunRecord(run_id=fresh, kind="chain"))  # too young to judge
+        assert reconcile_runs(remote) == [gone]
+        file = ResultsStore(api.results)
+        assert file.get_run(gone).status == "crashed" and "no record" in file.get_run(gone).message
+        assert file.get_run(fresh).status == "running"

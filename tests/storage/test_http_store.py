@@ -134,6 +134,8 @@ def test_rows_sent_through_an_outage_land_once_each_in_the_apis_file(api, remote
     assert sorted(m.batch for m in remote.measurements("r2")) == [2, 4]
     assert remote.measurements("r2")[0].details == {"mfu_withheld": "peak probe contended"}
     assert remote.get_run("nope") is None
+    assert [r.run_id for r in remote.list_runs(kind="benchmark")] == ["r2"]
+    assert {r.run_id for r in remote.list_runs()} == {"r1", "r2"} and remote.list_runs(status="running") == []
     rows = remote.run_measurements("r1")
     assert {(r["model_ref"], r["target"], r["batch"]) for r in rows} == {
         ("tiny/bert", "cpu/onnxruntime", b) for b in (1, 2, 4)
