@@ -209,3 +209,17 @@ def test_the_embedded_default_is_the_duckdb_file(accel_home):
     assert isinstance(store, ResultsStore) and store.path == accel_home / "results.duckdb"
     store.record_run(RunRecord(run_id="r1", kind="chain", started_at=datetime.now(UTC)))
     assert store.get_run("r1").kind == "chain"
+
+
+def test_an_api_without_ingest_is_an_error_and_what_waits_stays_queued(api, tmp_path):
+    wrong = HttpResultsStore(api.url + "/not-here", outbox=tmp_path / "outbox" / "results.jsonl")
+    with pytest.raises(ResultsRefusedError, match="HTTP 404"):
+        wrong.record_run(RunRecord(run_id="r1", kind="chain"))
+    assert not wrong.outbox.path.exists()  # refused: raised, not queued
+    api.stop()
+    wrong.record_run(RunRecord(run_id="r2", kind="chain"))  # the API is away: queued
+    api.start()
+    with pytest.raises(ResultsRefusedError, match="HTTP 404"):
+        wrong.flush()  # a wrong URL or an old API refuses everything: said, and nothing thrown away
+    assert len(wrong.outbox.path.read_text().splitlines()) == 1 and wrong.outbox.rejected() == 0
+    wrong.close()
