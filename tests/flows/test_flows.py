@@ -3,15 +3,12 @@
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
-import httpx
 import yaml
 
-from accel.hardware import HARDWARE
 from accel.settings import get_settings
 from accel.storage import ResultsStore
 
@@ -239,45 +236,6 @@ def test_nightly_finds_a_planted_regression_and_says_so(prefect_api, tiny_models
         events = [e for e in page.events if e.payload.get("run_id") == second.run_id]
         time.sleep(1)
     assert events and events[0].payload["target"] == "cpu/onnxruntime" and events[0].payload["ratio"] > 1.5
-
-
-def test_accel_up_starts_everything_and_stops_it_all(tmp_path):
-    import psutil
-
-    env = {**os.environ, "ACCEL_HOME": str(tmp_path / "home"), "PREFECT_HOME": str(tmp_path / "home" / "prefect")}
-    env.pop("PREFECT_API_URL", None)
-    up = subprocess.Popen(
-        [str(Path(sys.executable).with_name("accel")), "up", "--prefect-port", "4765", "--api-port", "8765"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    lines = []
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = up.stdout.readline().decode()
-        lines.append(line)
-        if "Ctrl-C stops everything" in line or up.poll() is not None:
-            break
-    assert "Ctrl-C stops everything" in "".join(lines), "".join(lines)[-3000:]
-    children = psutil.Process(up.pid).children(recursive=True)
-    assert len(children) >= 3  # server, a worker per hardware, the API
-    health = httpx.get("http://127.0.0.1:8765/api/health", timeout=5).json()
-    assert health["status"] == "ok" and health["prefect"]["status"] == "ok", health
-    deployments = httpx.post("http://127.0.0.1:4765/api/deployments/filter", json={}, timeout=10).json()
-    names = {d["name"] for d in deployments}
-    assert {"cpu", "cuda", "pipeline", "nightly"} <= names
-    # a chain and each stage (generate, test, benchmark) per hardware pool, the pipeline and the nightly
-    assert len(deployments) == 4 * len(HARDWARE) + 2
-    nightly = next(d for d in deployments if d["name"] == "nightly")
-    assert nightly["schedules"][0]["schedule"]["cron"] == "0 2 * * *"
-    pools = {p["name"] for p in httpx.post("http://127.0.0.1:4765/api/work_pools/filter", json={}, timeout=10).json()}
-    assert {"accel-cpu", "accel-cuda"} <= pools
-    up.send_signal(15)
-    assert up.wait(timeout=60) == 0
-    time.sleep(0.5)
-    left = [p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
-    assert left == [], f"processes left behind: {left}"
 
 
 def test_a_benchmark_the_skill_cannot_take_ends_its_chain_with_the_reason(prefect_api, tiny_models, shared_skills):
