@@ -15,23 +15,19 @@ from typing import Any
 import httpx
 
 from accel.api.schemas.runs import FlowRun, Worker, WorkPool, is_final
-from accel.tasks.errors import RequestError, RunNotFoundError, ServiceUnavailableError
+from accel.tasks.errors import (
+    PrefectRequestError,
+    RequestError,
+    RunConflictError,
+    RunNotFoundError,
+    ServiceUnavailableError,
+)
 
 PROGRESS_EVENT = "accel.stage.progress"  # tasks/progress.py (not imported: it imports prefect)
 _RETRY_503_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
 _PAGE = 200  # Prefect's default page limit for filters
 _EVENTS_PAGE = 50  # and its fixed page of /events/filter
 _MAX_DEPTH = 10
-
-
-class RunConflictError(RequestError):
-    """The run is in a state that does not allow this (cancelling a run that already ended)."""
-
-    status_code = 409
-
-
-class PrefectRequestError(RequestError):
-    """Prefect refused the request as invalid (parameters a deployment does not accept...)."""
 
 
 def as_uuid(run_id: str) -> str:

@@ -48,6 +48,16 @@ class RunNotFoundError(RequestError):
     status_code = 404
 
 
+class RunConflictError(RequestError):
+    """The run is in a state that does not allow this (cancelling a run that already ended)."""
+
+    status_code = 409
+
+
+class PrefectRequestError(RequestError):
+    """Prefect refused the request as invalid (parameters a deployment does not accept...)."""
+
+
 class GenerationError(RuntimeError):
     """Generation ran and failed: no exporter produced an artifact that matches the reference."""
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
-from accel.api.prefect import PROGRESS_EVENT, PrefectClient, RunConflictError
-from accel.tasks.errors import RunNotFoundError, ServiceUnavailableError
+from accel.api.prefect import PROGRESS_EVENT, PrefectClient
+from accel.tasks.errors import RunConflictError, RunNotFoundError, ServiceUnavailableError
 
 
 class PrefectRest:
