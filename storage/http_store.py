@@ -110,6 +110,10 @@ class HttpResultsStore:
     def close(self) -> None:
         self._client.close()
 
+    def __del__(self) -> None:  # stores are opened per use (flows.runs.store()): their sockets go with them
+        with contextlib.suppress(Exception):
+            self._client.close()
+
     def __enter__(self) -> HttpResultsStore:
         return self
 
