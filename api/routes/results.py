@@ -167,7 +167,9 @@ def regressions(
     try:
         compared = q.regressions(store, run, baseline)
     except KeyError as err:
-        detail = str(err.args[0] if err.args else err).replace(f" in {store.path}", "")  # no local path leaks
+        # compare_runs names the store it read ("... in ResultsStore('/path')"): no local path leaks
+        message = str(err.args[0] if err.args else err)
+        detail = message.rpartition(" in ")[0] or message
         raise RunNotFoundError(detail) from err
     points = [RegressionPoint(**p.model_dump(exclude={"change"}), **p.change.model_dump()) for p in compared]
     counts: dict[Verdict, int] = dict.fromkeys(get_args(Verdict), 0)

@@ -33,15 +33,16 @@ WITH points AS (
     WHERE s.model_ref = ? AND s.target = ? AND m.status = 'ok' AND m.{column} IS NOT NULL
       AND m.recorded_at >= ? {shape}
 ),
-compared AS (
-    SELECT *,
-           last_value(CASE WHEN NOT noisy THEN value END IGNORE NULLS) OVER (
-               PARTITION BY scenario, batch, seq ORDER BY recorded_at, run_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous,
-           last_value(CASE WHEN NOT noisy THEN run_id END IGNORE NULLS) OVER (
-               PARTITION BY scenario, batch, seq ORDER BY recorded_at, run_id
-               ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS previous_run_id
+numbered AS (  -- nn: how many non-noisy points of its series up to this one, itself included
+    SELECT *, count(*) FILTER (WHERE NOT noisy) OVER (
+               PARTITION BY scenario, batch, seq ORDER BY recorded_at, run_id ROWS UNBOUNDED PRECEDING) AS nn
     FROM points
+),
+compared AS (  -- the reference: the non-noisy point numbered nn - 1 (nn for a noisy point, which is not counted)
+    SELECT n.*, q.value AS previous, q.run_id AS previous_run_id
+    FROM numbered n
+    LEFT JOIN numbered q ON NOT q.noisy AND q.scenario = n.scenario AND q.batch = n.batch AND q.seq = n.seq
+                        AND q.nn = CASE WHEN n.noisy THEN n.nn ELSE n.nn - 1 END
 )
 SELECT run_id, skill_id, recorded_at, scenario, batch, seq, value, noisy, noise_reason, previous, previous_run_id,
        CASE WHEN previous > 0 THEN value / previous END AS ratio,

@@ -212,6 +212,32 @@ def test_summary_has_the_latest_headline_test_and_run_of_each_model_and_target(s
     assert (gpt2["measured_at"], gpt2["last_run_at"]) == (p3 + timedelta(minutes=42), p3 + timedelta(minutes=44))
 
 
+@pytest.mark.parametrize("recent", [timedelta(0), timedelta(days=3, hours=12), timedelta(days=365)])
+@pytest.mark.parametrize("since", [None, BASE + timedelta(days=1, hours=12)])
+def test_summary_is_the_same_whatever_part_it_reads_first(store, recent, since):
+    # 3.5 days back splits the seed between P2 and P3; bert cpu/onnxruntime's latest ok point is in P3
+    where = ResultFilter(since=since)
+    assert summary(store, where, recent=recent) == summary(store, where, recent=timedelta(days=30))
+
+
+def test_summary_reaches_back_for_a_skill_whose_recent_points_failed(tmp_path):
+    store = ResultsStore(tmp_path / "results.duckdb")
+    now = datetime.now(UTC)
+    store.record_skill(
+        SkillRecord(skill_id="x", model_ref="m", target="cpu/torch", hardware="cpu", runtime="torch", precision="fp32")
+    )
+    point = {"skill_id": "x", "scenario": "forward", "batch": 1, "seq": 8}
+    store.record_measurements(
+        [
+            MeasurementRecord(run_id="old", status="ok", p50_ms=3.0, recorded_at=now - timedelta(days=20), **point),
+            MeasurementRecord(run_id="new", status="error", error="boom", recorded_at=now - timedelta(days=1), **point),
+        ]
+    )
+    rows, _ = summary(store, ResultFilter())
+    assert (rows[0]["p50_ms"], rows[0]["headline_run_id"], rows[0]["last_run_id"]) == (3.0, "old", "new")
+    assert summary(store, ResultFilter(), recent=timedelta(days=90)) == (rows, 1)
+
+
 def test_summary_filters_and_pages(store):
     rows, total = summary(store, ResultFilter(model=BERT, runtime="torch"))
     assert (total, [r["target"] for r in rows]) == (2, ["cpu/torch", "cpu/torch:bf16"])
