@@ -19,6 +19,7 @@ from accel.api.errors import install_error_handlers
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
 from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
+from accel.api.runs import chain_results
 from accel.settings import Settings, get_settings
 from accel.storage import ResultsStore
 
@@ -37,13 +38,21 @@ ROUTERS = (
 def create_app(settings: Settings | None = None) -> FastAPI:
     """The app, on `settings` (default: the process's ACCEL_* and PREFECT_API_URL environment)."""
     settings = settings or get_settings()
+    if settings.results_url:
+        raise RuntimeError(
+            f"ACCEL_RESULTS={settings.results_url} points the API at an API: the API writes the results file "
+            "itself; give it a file path (or leave ACCEL_RESULTS unset for $ACCEL_HOME/results.duckdb)"
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.store = ResultsStore(settings.results_path, settings.db_timeout_s)
         app.state.prefect = PrefectClient(settings.prefect_api_url, settings.prefect_ui_url)
-        app.state.relay = RunRelay(app.state.prefect)
+        app.state.relay = RunRelay(
+            app.state.prefect,
+            results=lambda run_id: [r.model_dump(mode="json") for r in chain_results(app.state.store, run_id)],
+        )
         try:
             yield
         finally:

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -292,8 +293,11 @@ def _related(event: dict[str, Any], role: str, field: str = "prefect.resource.na
 class RunRelay:
     """Relays the events of runs to WebSocket clients; one Prefect subscription per watched run."""
 
-    def __init__(self, prefect: PrefectClient):
+    def __init__(self, prefect: PrefectClient, results: Callable[[str], list[dict[str, Any]]] | None = None):
+        """`results(run_id)`: what the run recorded (its chains' outcomes), sent as the `result` message after
+        the run's final state; called in a thread (it reads the results store)."""
         self.prefect = prefect
+        self.results = results
         self._upstreams: dict[str, _Upstream] = {}
 
     @property
@@ -352,6 +356,29 @@ class RunRelay:
             ],
         )
 
+    async def _finish(self, run_id: str, final: RunMessage, send: Callable, websocket: WebSocket) -> None:
+        """After the final state: the `result` message (when the run recorded any), then close 1000."""
+        if self.results is not None:
+            try:
+                rows = await asyncio.to_thread(self.results, run_id)
+            except Exception as err:  # the store busy or away: the state already said how the run ended
+                log.warning("no result message for run %s: %s", run_id, err)
+                rows = []
+            if rows:
+                await send(
+                    RunMessage(
+                        type="result",
+                        run_id=run_id,
+                        stage=final.stage,
+                        state=final.state,
+                        status=final.status,
+                        message=final.message,
+                        results=rows,
+                        ts=_now(),
+                    )
+                )
+        await websocket.close(1000)
+
     async def serve_socket(self, websocket: WebSocket, run_id: str) -> None:
         """Serve one client watching `run_id` until the run ends (close 1000) or the client leaves."""
         await websocket.accept()
@@ -389,7 +416,7 @@ class RunRelay:
             await send(snapshot)
             if run.is_final:
                 await send(_state_message(run))
-                return await websocket.close(1000)
+                return await self._finish(run.id, _state_message(run), send, websocket)
             while True:
                 item = await client.queue.get()
                 if item is _GONE:
@@ -409,7 +436,7 @@ class RunRelay:
                     message.stage = upstream.members.get(message.run_id)
                 await send(message)
                 if message.type == "state" and message.run_id == run.id and is_final(message.state):
-                    return await websocket.close(1000)
+                    return await self._finish(run.id, message, send, websocket)
         except (WebSocketDisconnect, websockets.WebSocketException, RuntimeError, OSError) as err:
             if websocket.client_state != WebSocketState.DISCONNECTED:
                 log.info("client of run %s went away: %r", run_id, err)

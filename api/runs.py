@@ -15,7 +15,9 @@ from fastapi import Header
 from accel.api.prefect import PrefectClient
 from accel.api.schemas.operations import ChildRun, OperationResponse, RunStatusResponse
 from accel.api.schemas.runs import FlowRun, seed_status
+from accel.flows.results import ChainResult, chain_result
 from accel.hardware.targets import Target
+from accel.storage import ResultsStore
 from accel.tasks.errors import RunNotFoundError
 
 WAITING = ("SCHEDULED", "PENDING")
@@ -174,3 +176,17 @@ def _run_progress(kind: str | None, payload: dict[str, Any] | None) -> float | N
     if kind == "chain" and payload.get("stage") in CHAIN_STAGES:
         return round((CHAIN_STAGES.index(payload["stage"]) + progress) / len(CHAIN_STAGES), 4)
     return progress
+
+
+def chain_results(store: ResultsStore, run_id: str) -> list[ChainResult]:
+    """The outcome of every chain the run started (a nightly's through its pipeline), from the store's rows."""
+    chains = store.query(
+        """
+        WITH RECURSIVE family(run_id) AS (
+            SELECT ?::VARCHAR UNION SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
+        )
+        SELECT run_id FROM runs WHERE kind = 'chain' AND run_id IN (SELECT run_id FROM family) ORDER BY started_at
+        """,
+        [run_id],
+    )
+    return [chain_result(store, row["run_id"]) for row in chains]

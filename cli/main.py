@@ -17,13 +17,19 @@ from accel.cli.results import results_app
 from accel.cli.run import run_command
 from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
-from accel.storage import StoreBusyError
+from accel.storage import ResultsRefusedError, ResultsUnavailableError, StoreBusyError
 from accel.tasks.errors import REQUEST_ERRORS, GenerationError, ServiceUnavailableError
 
 # The request was wrong, not the program: exit code 2 and one line (the API answers 4xx for the same list).
 BAD_INPUT = REQUEST_ERRORS
 # The work ran and failed, or a service it needs is away: exit code 1 and one line.
-WORK_FAILED: tuple[type[Exception], ...] = (GenerationError, StoreBusyError, ServiceUnavailableError)
+WORK_FAILED: tuple[type[Exception], ...] = (
+    GenerationError,
+    StoreBusyError,
+    ServiceUnavailableError,
+    ResultsRefusedError,
+    ResultsUnavailableError,
+)
 
 app = typer.Typer(
     name="accel",

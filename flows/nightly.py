@@ -56,13 +56,15 @@ class NightlyResult(BaseModel):
 
 def previous_nightly(current: str) -> str | None:
     """The latest earlier nightly run that measured something."""
-    rows = store().query(
-        "SELECT r.run_id FROM runs r WHERE r.kind = 'nightly' AND r.run_id <> ? AND r.started_at < "
-        "(SELECT started_at FROM runs WHERE run_id = ?) ORDER BY r.started_at DESC",
-        [current, current],
-    )
-    results = store()
-    return next((row["run_id"] for row in rows if run_measurements(results, row["run_id"])), None)
+    results = store()  # the file, or the API under `accel up`: both answer these reads
+    this = results.get_run(current)
+    before = this.started_at if this is not None else None
+    earlier = [
+        r.run_id
+        for r in results.list_runs(kind="nightly", limit=1000)  # newest first
+        if r.run_id != current and (before is None or (r.started_at is not None and r.started_at < before))
+    ]
+    return next((run_id for run_id in earlier if run_measurements(results, run_id)), None)
 
 
 def _markdown(run_id: str, previous: str | None, comparisons: list[PointComparison]) -> str:

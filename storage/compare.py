@@ -13,20 +13,6 @@ from pydantic import BaseModel
 from accel.storage.stats import DEFAULT_THRESHOLD, Change, compare_rounds
 from accel.storage.store import ResultsStore
 
-# A run's measurements, and those of the runs it started (a pipeline's chains, a nightly's pipeline).
-_MEASURED = """
-WITH RECURSIVE family(run_id) AS (
-    SELECT ?::VARCHAR
-    UNION
-    SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
-)
-SELECT s.model_ref, s.target, m.scenario, m.batch, m.seq, m.status, m.samples_ms, m.p50_ms, m.tokens_per_s,
-       m.samples_per_s, m.noisy, m.noise_reason, m.round_p50_ms, m.rounds, m.error
-FROM measurements m JOIN skills s USING (skill_id)
-WHERE m.run_id IN (SELECT run_id FROM family)
-ORDER BY m.recorded_at
-"""
-
 
 class PointComparison(BaseModel):
     model_ref: str
@@ -44,8 +30,9 @@ class PointComparison(BaseModel):
 
 
 def run_measurements(store: ResultsStore, run_id: str) -> list[dict[str, Any]]:
-    """The measurements of a run and of the runs it started, with the model ref and target of each."""
-    return store.query(_MEASURED, [run_id])
+    """The measurements of a run and of the runs it started, with the model ref and target of each (from the
+    file or through the API: both stores answer `run_measurements`)."""
+    return store.run_measurements(run_id)
 
 
 def _rounds(row: dict[str, Any]) -> list[float]:
@@ -79,7 +66,7 @@ def compare_runs(
     new = {_key(r): r for r in run_measurements(store, new_run)}
     for run, rows in ((old_run, old), (new_run, new)):
         if not rows:
-            raise KeyError(f"run {run!r} has no measurements in {store.path}")
+            raise KeyError(f"run {run!r} has no measurements in {store!r}")
     results = []
     for key in sorted(set(old) | set(new), key=str):
         a, b = old.get(key), new.get(key)

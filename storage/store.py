@@ -83,6 +83,20 @@ MEASUREMENTS = Table(
 )
 TABLES = (ENVIRONMENTS, RUNS, SKILLS, CHECKS, MEASUREMENTS)
 
+# A run's measurements, and those of the runs it started (a pipeline's chains, a nightly's pipeline).
+_MEASURED = """
+WITH RECURSIVE family(run_id) AS (
+    SELECT ?::VARCHAR
+    UNION
+    SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
+)
+SELECT s.model_ref, s.target, m.scenario, m.batch, m.seq, m.status, m.samples_ms, m.p50_ms, m.tokens_per_s,
+       m.samples_per_s, m.noisy, m.noise_reason, m.round_p50_ms, m.rounds, m.error
+FROM measurements m JOIN skills s USING (skill_id)
+WHERE m.run_id IN (SELECT run_id FROM family)
+ORDER BY m.recorded_at
+"""
+
 
 class ResultsStore:
     """One DuckDB results file. Cheap to create; migrates the file to the current schema on creation."""
@@ -253,6 +267,10 @@ class ResultsStore:
             checks=found["checks"],
             measurements=found["measurements"],
         )
+
+    def run_measurements(self, run_id: str) -> list[dict[str, Any]]:
+        """The measurements of a run and of the runs it started, each with its skill's model ref and target."""
+        return self.query(_MEASURED, [run_id])
 
     def query(self, sql: str, params: list[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a SQL query as dicts (for aggregate reads; writes go through the record_* methods)."""

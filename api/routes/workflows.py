@@ -13,7 +13,7 @@ from fastapi import APIRouter, Query, WebSocket
 from accel.api.catalogue import check_model_refs
 from accel.api.deps import PrefectDep, SettingsDep, StoreDep
 from accel.api.routes.benchmark import bench_params
-from accel.api.runs import IdempotencyKey, brief_status, run_status, start_run
+from accel.api.runs import IdempotencyKey, brief_status, chain_results, run_status, start_run
 from accel.api.schemas.operations import (
     NightlyRequest,
     OperationResponse,
@@ -21,25 +21,9 @@ from accel.api.schemas.operations import (
     RunList,
     WorkflowResponse,
 )
-from accel.flows.results import chain_result
-from accel.storage import ResultsStore
 
 router = APIRouter(prefix="/api/workflows", tags=["workflows"])
 KINDS = ["pipeline", "nightly"]
-
-
-def _chain_results(store: ResultsStore, run_id: str) -> list:
-    """The outcome of every chain the run started (a nightly's through its pipeline), from the store's rows."""
-    chains = store.query(
-        """
-        WITH RECURSIVE family(run_id) AS (
-            SELECT ?::VARCHAR UNION SELECT r.run_id FROM runs r JOIN family f ON r.parent_run_id = f.run_id
-        )
-        SELECT run_id FROM runs WHERE kind = 'chain' AND run_id IN (SELECT run_id FROM family) ORDER BY started_at
-        """,
-        [run_id],
-    )
-    return [chain_result(store, row["run_id"]) for row in chains]
 
 
 @router.post("/pipeline", status_code=202)
@@ -79,7 +63,7 @@ async def list_workflows(
 async def workflow(run_id: str, prefect: PrefectDep, store: StoreDep) -> WorkflowResponse:
     """A run of any kind: its state, its child runs with their stage and state, and its chains' rows."""
     status = await run_status(prefect, run_id)
-    return WorkflowResponse(**status.model_dump(), results=_chain_results(store, run_id))
+    return WorkflowResponse(**status.model_dump(), results=chain_results(store, run_id))
 
 
 @router.post("/{run_id}/cancel")

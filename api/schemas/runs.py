@@ -117,11 +117,14 @@ class RunMessage(BaseModel):
     model: str | None = None
     target: str | None = None
     descendants: list[RunSummary] | None = None
+    results: list[dict[str, Any]] | None = Field(
+        None, description="In the `result` message after the final state: each chain's outcome, from the store"
+    )
 
     def wire(self) -> dict[str, Any]:
         """The JSON object sent: the common fields always, the optional ones when set."""
         data = self.model_dump(mode="json")
-        for key in ("state_name", "step", "model", "target", "descendants"):
+        for key in ("state_name", "step", "model", "target", "descendants", "results"):
             if data[key] is None:
                 del data[key]
         return data

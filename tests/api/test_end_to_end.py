@@ -107,6 +107,8 @@ def test_a_pipeline_posted_to_accel_up_is_followed_live_and_read_back(tmp_path, 
         ]
         assert len(root_final) == 1 and root_final[0]["status"] == "completed", messages[-5:]
         assert any(m["run_id"] != run_id for m in messages), "no message of the chain the pipeline started"
+        [result] = [m for m in messages if m["type"] == "result"]  # after the final state: what the run recorded
+        assert messages[-1] is result and [r["status"] for r in result["results"]] == ["passed"], result
         assert any(m["type"] == "progress" for m in messages)
 
         run = httpx.get(f"{api}/api/workflows/{run_id}", timeout=30).json()
