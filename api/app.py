@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from accel import __version__
 from accel.api.docs import install_offline_docs
-from accel.api.errors import install_error_handlers
+from accel.api.errors import ErrorBody, install_error_handlers
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
 from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
@@ -64,6 +64,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         summary="Generate, test and benchmark Hugging Face models on every hardware target.",
         lifespan=lifespan,
+        # Every error is api/errors.py's {error, detail}: documented so, instead of FastAPI's own 422 body.
+        responses={
+            "4XX": {"model": ErrorBody, "description": "The request was refused: what was wrong and what is accepted"},
+            503: {"model": ErrorBody, "description": "Prefect or the results store is unavailable: retry later"},
+        },
         docs_url=None,  # served offline below: FastAPI's own pages load Swagger UI and ReDoc from a CDN
         redoc_url=None,
     )

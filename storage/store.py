@@ -30,6 +30,17 @@ from accel.storage.records import (
 )
 
 _RUN_STATUS: TypeAdapter[RunStatus] = TypeAdapter(RunStatus)
+_DATA_ERRORS = (
+    duckdb.ConversionException,
+    duckdb.OutOfRangeException,
+    duckdb.InvalidInputException,
+    duckdb.ConstraintException,
+    duckdb.TypeMismatchException,
+)
+
+
+class RecordsRejectedError(ValueError):
+    """Records whose values the store's columns cannot hold; nothing of the batch was written."""
 
 
 @dataclass(frozen=True)
@@ -180,7 +191,10 @@ class ResultsStore:
                 self._finish(con, done.run_id, done.status, done.message, done.finished_at)
 
         if work or batch.finished:
-            run_transaction(self.path, write, self.timeout_s)
+            try:
+                run_transaction(self.path, write, self.timeout_s)
+            except _DATA_ERRORS as err:  # a value the column cannot hold (an integer past INT32, ...)
+                raise RecordsRejectedError(f"the results store cannot hold these records: {err}") from None
         return IngestResult(batch_id=batch.batch_id, **batch.counts())
 
     # reads --------------------------------------------------------------------------------------

@@ -120,7 +120,10 @@ async def generator_result(task_id: str, store: StoreDep) -> GeneratedSkillRespo
     return _generation(store, task_id)[0]
 
 
-@router.get("/file/{task_id}", response_class=PlainTextResponse)
+@router.get(
+    "/file/{task_id}",
+    responses={200: {"description": "skill.py", "content": {"text/x-python": {"schema": {"type": "string"}}}}},
+)
 async def generator_file(task_id: str, store: StoreDep) -> PlainTextResponse:
     """The generated `skill.py` (text/x-python), when its skill folder is on this machine."""
     response, path = _generation(store, task_id)

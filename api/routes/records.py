@@ -15,6 +15,7 @@ from fastapi import APIRouter, Query
 from accel.api.deps import StoreDep
 from accel.storage import IngestResult, RecordBatch, RunFamily, RunRecord
 from accel.storage.records import RunStatus
+from accel.storage.store import RecordsRejectedError
 from accel.tasks.errors import RequestError, RunNotFoundError
 
 router = APIRouter(prefix="/api/results", tags=["results"])
@@ -34,6 +35,8 @@ def ingest(batch: RecordBatch, store: StoreDep) -> IngestResult:
             f"batch {batch.batch_id}: {err.args[0]}; nothing of it was written (a run is recorded before it "
             "is finished)"
         ) from None
+    except RecordsRejectedError as err:
+        raise IngestRefusedError(f"batch {batch.batch_id}: {err}; nothing of it was written") from None
 
 
 @router.get("/runs")
