@@ -14,7 +14,9 @@ an API that cannot be reached raises `accel.tasks.errors.ServiceUnavailableError
 Defaults come from the settings: `http://{ACCEL_API_HOST}:{ACCEL_API_PORT}`, and `ACCEL_API_KEY` sent as
 `Authorization: Bearer ...`. `transport=` takes any httpx transport (tests pass `httpx.ASGITransport(app)`
 to the async client); `http_client=` an httpx client to use as it is (a starlette `TestClient` for the
-sync client, WebSockets included). Imports only httpx, websockets, pydantic and accel's API schemas.
+sync client, WebSockets included). Imports httpx, pydantic and accel's API schemas; the models defined
+beside the routes (and the store's record models, which import duckdb) when a method needs them;
+websockets when `stream` is used. Never the ML stack nor Prefect.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -45,6 +47,7 @@ from accel.api.schemas.results import (
     RegressionsResponse,
     SummaryPage,
 )
+from accel.tasks.errors import ServiceUnavailableError
 
 if TYPE_CHECKING:
     from accel.api.catalogue import HardwareResponse, ModelsResponse, TargetsResponse, TemplatesResponse
@@ -56,7 +59,6 @@ if TYPE_CHECKING:
 
 __all__ = ["TERMINAL_STATUSES", "AccelAPIError", "AccelClient", "AsyncAccelClient"]
 
-T = TypeVar("T")
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # The relay closes with 4404 for a run it does not know (a 404 on the socket).
 WS_RUN_NOT_FOUND = 4404
@@ -81,8 +83,6 @@ class AccelAPIError(Exception):
 
 
 def _unavailable(base_url: str, err: Exception) -> Exception:
-    from accel.tasks.errors import ServiceUnavailableError
-
     reason = str(err) or type(err).__name__
     return ServiceUnavailableError(f"the accel API at {base_url} does not answer ({reason}); is `accel up` running?")
 
@@ -121,14 +121,10 @@ def _ws_url(base_url: str, path: str) -> str:
 
 
 def _model(module: str, name: str) -> Any:
-    """A response model the API defines beside its routes, imported when first used (a plain dict when
-    this install's module does not define it)."""
+    """A response model the API defines beside its routes or in the store, imported when first used."""
     import importlib
 
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return dict
+    return getattr(importlib.import_module(module), name)
 
 
 class _Call:
@@ -264,9 +260,9 @@ class _Endpoints:
         into = _model(ROUTES + "generator", "GeneratedSkillResponse")
         return self._send(_Call("GET", f"/api/generator/result/{_path_id(run_id)}", into))
 
-    def generator_file(self, run_id: str, name: str = "skill.py") -> str:
-        """One text file of the generated skill (skill.py, manifest.json)."""
-        return self._send(_Call("GET", f"/api/generator/result/{_path_id(run_id)}/files/{_path_id(name)}", raw="text"))
+    def generator_file(self, run_id: str) -> str:
+        """The generated skill.py (when its skill folder is on the API's machine)."""
+        return self._send(_Call("GET", f"/api/generator/file/{_path_id(run_id)}", raw="text"))
 
     # -- benchmark: latency, throughput and memory of a skill at each shape
     def run_benchmark(
@@ -395,9 +391,38 @@ def _headers(api_key: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
 
-def _timed_out(run_id: str, timeout: float, last: RunStatusResponse | None) -> TimeoutError:
-    where = f"{last.status} ({last.state_name or last.state})" if last else "not read yet"
-    return TimeoutError(f"run {run_id} did not finish within {timeout:g} s: last status {where}")
+class _Waiting:
+    """What `wait` keeps between polls: its deadline, the last status read, and failures in a row."""
+
+    MAX_FAILURES = 5  # then the API (or Prefect) is away, not blinking
+
+    def __init__(self, run_id: str, timeout: float | None, poll_s: float, now: float):
+        self.run_id, self.timeout, self.poll_s = run_id, timeout, max(poll_s, 0.01)
+        self.deadline = None if timeout is None else now + timeout
+        self.last: RunStatusResponse | None = None
+        self.failures = 0
+
+    def polled(self, last: RunStatusResponse, now: float) -> float:
+        """Seconds to sleep before the next poll; TimeoutError once the deadline has passed."""
+        self.last, self.failures = last, 0
+        return self._sleep(now, self.poll_s)
+
+    def failed(self, err: Exception, now: float) -> float:
+        """Seconds to sleep after a poll failed: a request error, or one failure too many, is raised."""
+        retryable = isinstance(err, ServiceUnavailableError) or (isinstance(err, AccelAPIError) and err.status == 503)
+        self.failures += 1
+        if not retryable or self.failures > self.MAX_FAILURES:
+            raise err
+        after = err.retry_after if isinstance(err, AccelAPIError) and err.retry_after else self.poll_s
+        return self._sleep(now, after)
+
+    def _sleep(self, now: float, seconds: float) -> float:
+        if self.deadline is None:
+            return seconds
+        if now >= self.deadline:
+            where = f"{self.last.status} ({self.last.state_name or self.last.state})" if self.last else "not read"
+            raise TimeoutError(f"run {self.run_id} did not finish within {self.timeout:g} s: last status {where}")
+        return min(seconds, self.deadline - now)
 
 
 def _ws_close_error(run_id: str, code: int | None, reason: str, base_url: str) -> Exception | None:
@@ -445,17 +470,19 @@ class AccelClient(_Endpoints):
     def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 1.0) -> WorkflowResponse:
         """Poll the run until it is completed, failed (Prefect's FAILED or CRASHED: see `state`) or cancelled.
 
-        `timeout` (seconds, None: as long as the run takes) raises TimeoutError naming the run and its last status.
+        `timeout` (seconds; None: as long as the run takes) raises TimeoutError naming the run and its last
+        status. A few answers in a row from an API (or a Prefect) that is briefly away are waited out.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        last: WorkflowResponse | None = None
+        waiting = _Waiting(run_id, timeout, poll_s, time.monotonic())
         while True:
-            last = self.workflow(run_id)
+            try:
+                last = self.workflow(run_id)
+            except (AccelAPIError, ServiceUnavailableError) as err:
+                time.sleep(waiting.failed(err, time.monotonic()))
+                continue
             if last.status in TERMINAL_STATUSES:
                 return last
-            if deadline is not None and time.monotonic() + poll_s > deadline:
-                raise _timed_out(run_id, timeout or 0, last)
-            time.sleep(poll_s)
+            time.sleep(waiting.polled(last, time.monotonic()))
 
     def stream(self, run_id: str) -> Iterator[dict[str, Any]]:
         """The run's WebSocket messages (snapshot first, then state/progress/result/error) until the server
@@ -545,14 +572,16 @@ class AsyncAccelClient(_Endpoints):
     async def wait(self, run_id: str, timeout: float | None = None, poll_s: float = 1.0) -> WorkflowResponse:
         """As `AccelClient.wait`."""
         loop = asyncio.get_running_loop()
-        deadline = None if timeout is None else loop.time() + timeout
+        waiting = _Waiting(run_id, timeout, poll_s, loop.time())
         while True:
-            last: WorkflowResponse = await self.workflow(run_id)  # type: ignore[misc]
+            try:
+                last: WorkflowResponse = await self.workflow(run_id)  # type: ignore[misc]
+            except (AccelAPIError, ServiceUnavailableError) as err:
+                await asyncio.sleep(waiting.failed(err, loop.time()))
+                continue
             if last.status in TERMINAL_STATUSES:
                 return last
-            if deadline is not None and loop.time() + poll_s > deadline:
-                raise _timed_out(run_id, timeout or 0, last)
-            await asyncio.sleep(poll_s)
+            await asyncio.sleep(waiting.polled(last, loop.time()))
 
     async def stream(self, run_id: str) -> AsyncIterator[dict[str, Any]]:
         """As `AccelClient.stream`, an async iterator."""

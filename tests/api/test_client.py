@@ -144,6 +144,59 @@ def test_api_key_is_sent_as_a_bearer_token(prefect_api, monkeypatch):
     assert seen == ["Bearer k-123", "Bearer explicit"]
 
 
+def test_every_method_reaches_a_route_and_reads_its_answer(client, prefect_api, tiny_models):
+    """Each endpoint method against the real app: a typed answer, or the API's own error about the request, never
+    the router's 404/405 for a path or method it does not have."""
+    ghost, model = str(uuid.uuid4()), str(tiny_models["bert"])
+    run_id = _prefect_run(prefect_api, flow="test", state="COMPLETED")
+    calls = {
+        "workflows": lambda: client.workflows(limit=3),
+        "workflow": lambda: client.workflow(run_id),
+        "cancel_workflow": lambda: client.cancel_workflow(run_id),
+        "run_nightly": client.run_nightly,
+        "run_pipeline": lambda: client.run_pipeline([model], ["cpu/torch"], idempotency_key=ghost),
+        "run_test": lambda: client.run_test(model, "cpu/onnxruntime"),
+        "test_status": lambda: client.test_status(run_id),
+        "test_results": lambda: client.test_results(run_id),
+        "test_runs": lambda: client.test_runs(limit=3),
+        "cancel_test": lambda: client.cancel_test(run_id),
+        "generate": lambda: client.generate(model, "cpu/openvino"),
+        "generate_batch": lambda: client.generate_batch([model], ["cpu/torch"]),
+        "generator_status": lambda: client.generator_status(ghost),
+        "generator_result": lambda: client.generator_result(ghost),
+        "generator_file": lambda: client.generator_file(ghost),
+        "run_benchmark": lambda: client.run_benchmark(model, batch_sizes=[1], sequence_lengths=[8], rounds=1),
+        "benchmark_status": lambda: client.benchmark_status(ghost),
+        "benchmark_results": lambda: client.benchmark_results(ghost),
+        "hardware": client.hardware,
+        "targets": client.targets,
+        "models": client.models,
+        "templates": client.templates,
+        "summary": client.summary,
+        "compare": lambda: client.compare(model),
+        "history": lambda: client.history(model, "cpu/torch"),
+        "regressions": lambda: client.regressions(ghost),
+        "recommend": lambda: client.recommend(model, 1, 8),
+        "export": client.export,
+        "run_records": lambda: client.run_records(ghost),
+    }
+    answers = {}
+    for name, call in calls.items():
+        try:
+            answers[name] = call()
+        except AccelAPIError as err:
+            assert err.error not in ("not_found", "method_not_allowed"), f"{name}: no such route: {err}"
+            assert err.status in (404, 409, 422, 503), f"{name}: {err}"
+            answers[name] = err
+    assert isinstance(answers["workflow"], WorkflowResponse) and answers["workflow"].kind == "test"
+    assert answers["test_status"].status == "completed"  # a test run, read through the test component
+    assert {"cpu", "cuda"} <= {p.hardware for p in answers["hardware"].pools}
+    assert "cpu/torch" in {t.target for t in answers["targets"].targets}
+    assert answers["templates"].templates and isinstance(answers["export"], bytes)
+    assert isinstance(answers["test_runs"], RunList) and run_id in {r.run_id for r in answers["test_runs"].runs}
+    assert answers["generator_status"].status == 404 and answers["benchmark_status"].status == 404
+
+
 # -- wait: every final state ends it ---------------------------------------------------------------------------
 
 
@@ -166,6 +219,15 @@ def test_wait_times_out_naming_the_run_and_its_status(client, prefect_api):
     with pytest.raises(TimeoutError, match=rf"run {run_id} .* last status running \(Running\)"):
         client.wait(run_id, timeout=1.0, poll_s=0.2)
     assert time.monotonic() - started < 5
+    with pytest.raises(AccelAPIError) as caught:  # a request error is not waited out
+        client.wait(str(uuid.uuid4()), timeout=30, poll_s=0.2)
+    assert caught.value.status == 404 and time.monotonic() - started < 10
+
+
+def test_wait_on_an_api_that_stays_away_gives_up():
+    url = f"http://127.0.0.1:{_free_port()}"
+    with AccelClient(url, timeout=1) as nobody, pytest.raises(ServiceUnavailableError, match="does not answer"):
+        nobody.wait(str(uuid.uuid4()), poll_s=0.05)  # no timeout given: still never forever
 
 
 def test_async_client_waits_and_reads_through_asgi(prefect_api):
