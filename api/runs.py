@@ -60,6 +60,8 @@ async def waiting_for(prefect: PrefectClient, run: FlowRun) -> str | None:
     """Why a run that has not started is waiting ("waiting for a worker on accel-cuda"), None once it runs."""
     if run.state_type not in WAITING:
         return None
+    if run.state_name == "AwaitingConcurrencySlot":
+        return "waiting for a slot: its deployment runs a few at once (concurrency_limit in prefect.yaml)"
     pool = run.work_pool_name
     if pool is None:
         return "waiting to start"
