@@ -411,7 +411,10 @@ def _pipeline_runs(prefect_api: str, deployment_id: str) -> set[str]:
     return {r["id"] for r in httpx.post(f"{prefect_api}/flow_runs/filter", json=body, timeout=10).json()}
 
 
-def test_run_api_follows_the_run_and_prints_its_rows(live_api, prefect_api, pipeline_deployed, tiny_models, capsys):
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
+def test_run_api_follows_the_run_and_prints_its_rows(
+    live_api, prefect_api, pipeline_deployed, tiny_models, capsys, as_json
+):
     model = str(tiny_models["bert"])
     worker = threading.Thread(
         target=_play_worker,
@@ -419,12 +422,17 @@ def test_run_api_follows_the_run_and_prints_its_rows(live_api, prefect_api, pipe
         daemon=True,
     )
     worker.start()
-    argv = ["run", model, "--targets", "cpu/torch,cpu/onnxruntime", "--batch", "1", "--api", live_api, "--json"]
-    code, out, err = _accel(argv, capsys)
+    argv = ["run", model, "--targets", "cpu/torch,cpu/onnxruntime", "--batch", "1", "--api", live_api]
+    code, out, err = _accel([*argv, "--json"] if as_json else argv, capsys)
     worker.join(10)
     assert code == 1, err  # one target failed: exit 1, as in process
+    assert "pipeline" in err and live_api in err
+    if not as_json:  # the same table as in process
+        assert "pipeline " in out and "cpu/onnxruntime" in out and "generation failed: no exporter matched" in out
+        assert "passed" in out and "failed" in out
+        return
     result = json.loads(out)
-    assert result["status"] == "failed" and "pipeline" in err
+    assert result["status"] == "failed"
     rows = {r["target"]: r for r in result["results"]}
     assert rows["cpu/torch"]["status"] == "passed" and rows["cpu/torch"]["model"] == model
     assert rows["cpu/onnxruntime"]["status"] == "failed"
