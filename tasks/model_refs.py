@@ -99,7 +99,12 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 def locate(ref: str, allow_download: bool) -> tuple[Path, Source, str | None, str | None, str | None]:
     """(directory, source, repo id, hub revision, origin) for a ref, or ModelRefError saying why not."""
-    candidate = Path(ref).expanduser()
+    try:
+        candidate = Path(ref).expanduser()
+    except RuntimeError:  # "~someone/..." where no user `someone` exists
+        raise ModelRefError(
+            f"model ref {ref!r} names the home folder of a user this machine lacks: {ACCEPTED_REFS}"
+        ) from None
     if candidate.exists():
         if not candidate.is_dir():
             raise ModelRefError(f"model ref {ref!r} is a file, not a model directory: {ACCEPTED_REFS}")
