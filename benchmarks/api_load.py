@@ -24,6 +24,7 @@ import asyncio
 import multiprocessing
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -392,6 +393,7 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        shutil.rmtree(folder, ignore_errors=True)  # the built file too, unless --db named it
 
 
 if __name__ == "__main__":
