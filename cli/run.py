@@ -195,6 +195,10 @@ def run_through_api(
                             progress.update(task, description=line)
                 except ServiceUnavailableError as err:  # the socket went away: follow the run by polling
                     progress.update(task, description=f"following by polling ({err})")
+                except KeyboardInterrupt:  # this command stops following; the run is the API's
+                    where = f"{client.base_url}/api/workflows/{op.operation_id}"
+                    err_console.print(f"pipeline {op.operation_id} goes on: GET {where}; cancel: POST {where}/cancel")
+                    raise
                 final = client.wait(op.operation_id, poll_s=2.0)  # at once when the socket saw the end
     except AccelAPIError as err:
         fail(err.detail, code=2 if err.is_request_error else 1)
