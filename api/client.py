@@ -15,9 +15,11 @@ Defaults come from the settings: `http://{ACCEL_API_HOST}:{ACCEL_API_PORT}`, and
 `Authorization: Bearer ...`. `transport=` takes any httpx transport (tests pass `httpx.ASGITransport(app)`
 to the async client); `http_client=` an httpx client to use as it is (a starlette `TestClient` for the
 sync client, WebSockets included). `stream` opens its own WebSocket to `base_url` (httpx carries none), so
-on an ASGI transport only the sync client over a TestClient streams; over a real server both do. Imports httpx, pydantic and accel's API schemas; the models defined
-beside the routes (and the store's record models, which import duckdb) when a method needs them;
-websockets when `stream` is used. Never the ML stack nor Prefect.
+on an ASGI transport only the sync client over a TestClient streams; over a real server both do.
+
+Imports httpx, pydantic and accel's API schemas; the models defined beside the routes (and the store's
+record models, which import duckdb) when a method needs them; websockets when `stream` is used. Never the
+ML stack nor Prefect.
 """
 
 from __future__ import annotations
