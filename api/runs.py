@@ -13,9 +13,9 @@ from typing import Annotated, Any
 from fastapi import Header
 
 from accel.api.prefect import PrefectClient
-from accel.api.schemas.operations import ChildRun, OperationResponse, RunStatusResponse
+from accel.api.schemas.operations import ChainOutcome, ChildRun, OperationResponse, RunStatusResponse
 from accel.api.schemas.runs import FlowRun, seed_status
-from accel.flows.results import ChainResult, chain_result
+from accel.flows.results import chain_result
 from accel.hardware.targets import Target
 from accel.storage import ResultsStore
 from accel.tasks.errors import RunNotFoundError
@@ -180,7 +180,7 @@ def _run_progress(kind: str | None, payload: dict[str, Any] | None) -> float | N
     return progress
 
 
-def chain_results(store: ResultsStore, run_id: str) -> list[ChainResult]:
+def chain_results(store: ResultsStore, run_id: str) -> list[ChainOutcome]:
     """The outcome of every chain the run started (a nightly's through its pipeline), from the store's rows."""
     chains = store.query(
         """
@@ -191,4 +191,4 @@ def chain_results(store: ResultsStore, run_id: str) -> list[ChainResult]:
         """,
         [run_id],
     )
-    return [chain_result(store, row["run_id"]) for row in chains]
+    return [ChainOutcome.model_validate(chain_result(store, row["run_id"]).model_dump()) for row in chains]

@@ -15,7 +15,7 @@ class ChainResult(BaseModel):
     model: str
     target: str
     run_id: str
-    status: Literal["passed", "failed"]
+    status: Literal["passed", "failed", "running"]  # running: read from the store before the chain ended
     stage: Literal["generate", "test", "benchmark", "done"]
     message: str
     skill_id: str | None = None
@@ -65,15 +65,15 @@ def chain_result(store: _RunFamilyReader, run_id: str) -> ChainResult:
         model=str(run.params.get("model", "")),
         target=str(run.params.get("target", "")),
         run_id=run_id,
-        status="passed" if run.status == "completed" else "failed",
+        status=_STATUS.get(run.status, "failed"),
         stage="generate",
         message=run.message or "",
         skill_id=skill_id,
         skill_path=skill.path if skill else None,
     )
     if not checks:
-        if result.status == "failed" and not result.message:
-            result.message = f"the chain ended {run.status}"
+        if not result.message:
+            result.message = _unfinished(run.status, result.status)
         return result
     result.checks_total = len(checks)
     result.checks_passed = sum(c.status == "passed" for c in checks)
@@ -97,5 +97,14 @@ def chain_result(store: _RunFamilyReader, run_id: str) -> ChainResult:
             f"{result.checks_passed}/{result.checks_total} checks passed, {result.measurements_ok} points measured"
         )
     elif not result.message:
-        result.message = f"the chain ended {run.status}"
+        result.message = _unfinished(run.status, result.status)
     return result
+
+
+_STATUS = {"completed": "passed", "initializing": "running", "running": "running"}
+
+
+def _unfinished(run_status: str, status: str) -> str:
+    if status == "running":
+        return "still running: these are the rows recorded so far"
+    return f"the chain ended {run_status}"

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from accel.api.schemas.runs import Status as SeedStatus
 from accel.flows.results import ChainResult
@@ -164,10 +165,16 @@ class RunStatusResponse(BaseModel):
     children: list[ChildRun] = Field(default_factory=list)
 
 
+class ChainOutcome(ChainResult):
+    """A chain's outcome as the API shows it: the skill's local folder stays on its machine."""
+
+    skill_path: SkipJsonSchema[str | None] = Field(None, exclude=True)
+
+
 class WorkflowResponse(RunStatusResponse):
     """A pipeline (or nightly) run: its status, its chains with their stage and state, and their rows."""
 
-    results: list[ChainResult] = Field(default_factory=list, description="One per model x target, from the store")
+    results: list[ChainOutcome] = Field(default_factory=list, description="One per model x target, from the store")
 
 
 class RunList(BaseModel):

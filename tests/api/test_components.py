@@ -130,3 +130,9 @@ def test_catalogues_are_live(api):
     assert "sentence-transformers/all-MiniLM-L6-v2" in models  # the packaged demo model
     health = api.get("/api/health").json()
     assert health["status"] == "ok" and health["prefect"]["status"] == "ok"
+
+
+def test_public_models_keep_local_paths_on_their_machine(api):
+    schemas = api.get("/openapi.json").json()["components"]["schemas"]
+    assert "skill_path" not in schemas["ChainOutcome"]["properties"]
+    assert "path" not in schemas["GeneratedSkillResponse"]["properties"]
