@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from accel.storage.records import (
     CheckRecord,
@@ -34,6 +34,8 @@ class RunFinish(BaseModel):
 
 class RecordBatch(BaseModel):
     """Rows to upsert, table by table, then runs to close; applied as one transaction."""
+
+    model_config = ConfigDict(extra="forbid")  # a key the API does not know is refused, never dropped
 
     batch_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     environments: list[EnvironmentRecord] = Field(default_factory=list)
