@@ -76,15 +76,8 @@ def chain(
             result.message = f"benchmark refused: {err}"
             run.fail(result.message)
             return result
+        result.add_measurements(measured)
         ok = [m for m in measured if m.status == "ok"]
-        result.measurements_ok, result.measurements_total = len(ok), len(measured)
-        headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
-        if headline is not None:
-            result.p50_ms, result.tokens_per_s, result.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
-            result.batch, result.seq = headline.batch, headline.seq
-            result.noisy, result.noise_reason = bool(headline.noisy), headline.noise_reason
-            result.mfu_withheld = headline.details.get("mfu_withheld")
-        result.noisy_points = sum(bool(m.noisy) for m in ok)
         if len(ok) < len(measured):
             result.message = f"{len(measured) - len(ok)} of {len(measured)} benchmark points failed"
             run.fail(result.message)

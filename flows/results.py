@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from accel.storage import RunFamily
+    from accel.storage import MeasurementRecord, RunFamily
 
 
 class ChainResult(BaseModel):
@@ -33,6 +33,19 @@ class ChainResult(BaseModel):
     seq: int | None = None
     measurements_ok: int = 0
     measurements_total: int = 0
+
+    def add_measurements(self, measured: list[MeasurementRecord]) -> None:
+        """Count the benchmark's points and take the headline: the first ok forward point (else the first ok),
+        with its noisy flag and reason and why its MFU is withheld."""
+        ok = [m for m in measured if m.status == "ok"]
+        self.measurements_ok, self.measurements_total = len(ok), len(measured)
+        headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
+        if headline is not None:
+            self.p50_ms, self.tokens_per_s, self.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
+            self.batch, self.seq = headline.batch, headline.seq
+            self.noisy, self.noise_reason = bool(headline.noisy), headline.noise_reason
+            self.mfu_withheld = headline.details.get("mfu_withheld")
+        self.noisy_points = sum(bool(m.noisy) for m in ok)
 
 
 class PipelineResult(BaseModel):
@@ -82,15 +95,7 @@ def chain_result(store: _RunFamilyReader, run_id: str) -> ChainResult:
     )
     result.stage = "benchmark" if tests_passed else "test"
     if tests_passed:  # a failed test records its skipped points, which the chain does not count
-        ok = [m for m in measured if m.status == "ok"]
-        result.measurements_ok, result.measurements_total = len(ok), len(measured)
-        headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
-        if headline is not None:
-            result.p50_ms, result.tokens_per_s, result.mfu = headline.p50_ms, headline.tokens_per_s, headline.mfu
-            result.batch, result.seq = headline.batch, headline.seq
-            result.noisy, result.noise_reason = bool(headline.noisy), headline.noise_reason
-            result.mfu_withheld = headline.details.get("mfu_withheld")
-        result.noisy_points = sum(bool(m.noisy) for m in ok)
+        result.add_measurements(measured)
     if result.status == "passed":
         result.stage = "done"
         result.message = (
