@@ -7,17 +7,17 @@ retried task never duplicates a row and a reader never sees half of what one cal
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 from pydantic import BaseModel, TypeAdapter
 
 from accel.storage.batch import IngestResult, RecordBatch, RunFamily
-from accel.storage.connection import run_transaction
+from accel.storage.connection import HeldConnection, run_transaction
 from accel.storage.migrations import migrate
 from accel.storage.records import (
     CheckRecord,
@@ -29,6 +29,7 @@ from accel.storage.records import (
     utcnow,
 )
 
+T = TypeVar("T")
 _RUN_STATUS: TypeAdapter[RunStatus] = TypeAdapter(RunStatus)
 _DATA_ERRORS = (
     duckdb.ConversionException,
@@ -110,15 +111,40 @@ ORDER BY m.recorded_at
 
 
 class ResultsStore:
-    """One DuckDB results file. Cheap to create; migrates the file to the current schema on creation."""
+    """One DuckDB results file. Cheap to create; migrates the file to the current schema on creation.
 
-    def __init__(self, path: str | Path, timeout_s: float = 60.0):
+    By default every call opens the file, works in one transaction and closes it, waiting while another
+    process holds it (the CLI and workers share the file so). With `hold=True` the store opens one
+    connection for its lifetime and runs every call on a cursor of it, writes one at a time: about twice
+    as fast per query, but no other process can open the file until `close()` (the API, the file's one
+    writer under `accel up`, holds it so). Either way each call is one transaction: all of it or nothing.
+    """
+
+    def __init__(self, path: str | Path, timeout_s: float = 60.0, hold: bool = False):
         self.path = Path(path).expanduser().resolve()
         self.timeout_s = timeout_s
         migrate(self.path, timeout_s)
+        self._held = HeldConnection(self.path, timeout_s) if hold else None
 
     def __repr__(self) -> str:
-        return f"ResultsStore({str(self.path)!r})"
+        return f"ResultsStore({str(self.path)!r}{', hold=True' if self._held else ''})"
+
+    def close(self) -> None:
+        """Release the held connection (and the file), letting a write in progress finish; no-op unless held."""
+        if self._held is not None:
+            self._held.close(self.timeout_s)
+
+    def __enter__(self) -> ResultsStore:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _run(self, work: Callable[[duckdb.DuckDBPyConnection], T], write: bool = False) -> T:
+        """`work(con)` in one transaction: on a fresh connection, or on a cursor of the held one."""
+        if self._held is None:
+            return run_transaction(self.path, work, self.timeout_s)
+        return self._held.run(work, self.timeout_s, write=write)
 
     # writes -------------------------------------------------------------------------------------
 
@@ -126,7 +152,7 @@ class ResultsStore:
         if not records:
             return
         sql, rows = table.upsert_sql(), [table.to_row(r) for r in records]
-        run_transaction(self.path, lambda con: con.executemany(sql, rows), self.timeout_s)
+        self._run(lambda con: con.executemany(sql, rows), write=True)
 
     def record_environment(self, environment: EnvironmentRecord) -> str:
         self._upsert(ENVIRONMENTS, [environment])
@@ -139,7 +165,7 @@ class ResultsStore:
         self, run_id: str, status: RunStatus, message: str | None = None, finished_at: datetime | None = None
     ) -> None:
         status = _RUN_STATUS.validate_python(status)
-        run_transaction(self.path, lambda con: self._finish(con, run_id, status, message, finished_at), self.timeout_s)
+        self._run(lambda con: self._finish(con, run_id, status, message, finished_at), write=True)
 
     def _finish(
         self,
@@ -192,7 +218,7 @@ class ResultsStore:
 
         if work or batch.finished:
             try:
-                run_transaction(self.path, write, self.timeout_s)
+                self._run(write, write=True)
             except _DATA_ERRORS as err:  # a value the column cannot hold (an integer past INT32, ...)
                 raise RecordsRejectedError(f"the results store cannot hold these records: {err}") from None
         return IngestResult(batch_id=batch.batch_id, **batch.counts())
@@ -213,7 +239,7 @@ class ResultsStore:
             names = [d[0] for d in cursor.description]
             return [table.from_row(names, row) for row in cursor.fetchall()]
 
-        return run_transaction(self.path, read, self.timeout_s)
+        return self._run(read)
 
     def get_environment(self, environment_id: str) -> EnvironmentRecord | None:
         found = self._select(ENVIRONMENTS, {"environment_id": environment_id}, "recorded_at")
@@ -270,7 +296,7 @@ class ResultsStore:
                 found[name] = [table.from_row(names, row) for row in cursor.fetchall()]
             return found
 
-        found = run_transaction(self.path, read, self.timeout_s)
+        found = self._run(read)
         run = next((r for r in found["runs"] if r.run_id == run_id), None)
         if run is None:
             return None
@@ -294,11 +320,9 @@ class ResultsStore:
             names = [d[0] for d in cursor.description]
             return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-        return run_transaction(self.path, read, self.timeout_s)
+        return self._run(read)
 
     def count(self, table: str) -> int:
         if table not in {t.name for t in TABLES}:
             raise ValueError(f"unknown table {table!r}: {', '.join(t.name for t in TABLES)}")
-        return run_transaction(
-            self.path, lambda con: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0], self.timeout_s
-        )
+        return self._run(lambda con: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
