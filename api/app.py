@@ -47,7 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
-        app.state.store = ResultsStore(settings.results_path, settings.db_timeout_s)
+        # Held open for the app's life: the API is the file's one writer, and a held connection halves the
+        # cost of each query; other processes reach the file through the API until shutdown closes it.
+        app.state.store = ResultsStore(settings.results_path, settings.db_timeout_s, hold=True)
         app.state.prefect = PrefectClient(settings.prefect_api_url, settings.prefect_ui_url)
         app.state.relay = RunRelay(
             app.state.prefect,
@@ -56,8 +58,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             yield
         finally:
-            await app.state.relay.aclose()
-            await app.state.prefect.aclose()
+            try:
+                await app.state.relay.aclose()
+                await app.state.prefect.aclose()
+            finally:
+                app.state.store.close()  # releases the file, also when a close above failed
 
     app = FastAPI(
         title="accel",
