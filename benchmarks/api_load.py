@@ -4,17 +4,18 @@
    (200 skills), 20 forward shapes per chain run, so 1,000,000 rows are 50,000 chain runs spread over
    the last 60 days (under 250 nightly pipelines), 3 checks per chain; 5% of points noisy, 2% of
    checks failed.
-2. Times each query in-process: on a fresh connection per query (what ResultsStore does, so what the
-   API does) and on a warm DuckDB instance (a connection held open), to tell query cost from open cost.
+2. Times each query in-process: on a fresh connection per query (`ResultsStore(path)`, what the CLI
+   does) and on a held connection (`ResultsStore(path, hold=True)`, what the API does), to tell query
+   cost from the cost of opening the file.
 3. Starts the API (uvicorn, `accel.api.app:create_app --factory`) on a free loopback port.
 4. Times each endpoint alone over HTTP (one client, no writer).
 5. Then for `--duration` s: `--clients` concurrent httpx clients, each cycling summary -> history ->
-   compare on random models, while another process calls `ResultsStore.record_measurements` in a
-   loop (a new chain run of 20 points per call) on the same file (`--writer http`: POSTs the same
-   rows to /api/results/ingest instead; `--writer none`: no writer).
+   compare on random models, while another process POSTs a new chain run of 20 points at a time to
+   /api/results/ingest, as `accel up`'s workers do (`--writer none`: no writer). The API holds the file
+   open, so no other process can write it directly meanwhile.
 Prints latency percentiles per endpoint, errors, the writer's rate and the load average; never asserts.
 
-    .venv/bin/python benchmarks/api_load.py [--rows 1000000] [--duration 30] [--clients 20] [--writer process]
+    .venv/bin/python benchmarks/api_load.py [--rows 1000000] [--duration 30] [--clients 20] [--writer http]
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ import httpx
 import numpy as np
 from _common import machine_load
 
-from accel.storage import MeasurementRecord, ResultsStore
+from accel.storage import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS, TARGETS = 50, ("cpu/torch", "cpu/onnxruntime", "cpu/openvino", "cpu/torch:bf16")
@@ -130,39 +131,6 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def ingest(path: str, stop, counts) -> None:
-    """The writer: one new chain run of POINTS rows per call, through the product's own upsert."""
-    store = ResultsStore(path)
-    rng = random.Random(7)
-    n = 0
-    while not stop.is_set():
-        skill = rng.randrange(MODELS * len(TARGETS))
-        run = f"ingest-{os.getpid()}-{n}"
-        rows = [
-            MeasurementRecord(
-                run_id=run,
-                skill_id=f"skill-{skill}",
-                scenario="forward",
-                batch=b,
-                seq=s,
-                status="ok",
-                p50_ms=1.0 + rng.random(),
-                round_p50_ms=[1.0, 1.0, 1.0],
-                rounds=3,
-                noisy=False,
-            )
-            for b in BATCHES
-            for s in SEQS
-        ]
-        started = time.perf_counter()
-        store.record_measurements(rows)
-        with counts.get_lock():
-            counts[0] += len(rows)
-            counts[1] += 1
-            counts[2] += time.perf_counter() - started
-        n += 1
-
-
 def ingest_http(base: str, stop, counts) -> None:
     """The writer as `accel up` has it: rows POSTed to the API, the file's one writer."""
     rng = random.Random(7)
@@ -196,29 +164,27 @@ def ingest_http(base: str, stop, counts) -> None:
 
 
 def in_process(path: Path, repeats: int) -> None:
-    """Each query through ResultsStore as the API runs it (a fresh connection), and on a warm instance."""
+    """Each query through ResultsStore on a fresh connection per call (the CLI) and on a held one (the API)."""
     from datetime import UTC, datetime, timedelta
 
     from accel.storage import queries as q
 
-    store = ResultsStore(path)
     since = datetime.now(UTC) - timedelta(days=30)
     work = {
-        "summary": lambda: q.summary(store, q.ResultFilter()),
-        "history": lambda: q.history(store, "org/model-3", "cpu/torch", "p50_ms", since),
-        "compare": lambda: q.speedups(store, "org/model-3", "cpu/torch"),
+        "summary": lambda store: q.summary(store, q.ResultFilter()),
+        "history": lambda store: q.history(store, "org/model-3", "cpu/torch", "p50_ms", since),
+        "compare": lambda store: q.speedups(store, "org/model-3", "cpu/torch"),
     }
-    for label in ("fresh connection (as the API runs it)", "warm instance (a connection held open)"):
-        held = duckdb.connect(str(path)) if label.startswith("warm") else None
+    for label, hold in (("fresh connection per call (the CLI)", False), ("held connection (the API)", True)):
+        store = ResultsStore(path, hold=hold)
         took = {}
         for kind, query in work.items():
             took[kind] = []
             for _ in range(repeats):
                 started = time.perf_counter()
-                query()
+                query(store)
                 took[kind].append((time.perf_counter() - started) * 1000)
-        if held is not None:
-            held.close()
+        store.close()
         print(f"  in-process, {label}:")
         describe(took)
 
@@ -297,10 +263,10 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=20)
     parser.add_argument(
         "--writer",
-        choices=("process", "http", "none"),
-        default="process",
-        help="process: another process calls ResultsStore.record_measurements on the file; http: rows are "
-        "POSTed to /api/results/ingest (the API is the file's one writer, as under `accel up`); none",
+        choices=("http", "none"),
+        default="http",
+        help="http: another process POSTs rows to /api/results/ingest (the API is the file's one writer and "
+        "holds it open, as under `accel up`); none: no writer",
     )
     parser.add_argument("--db", type=Path, help="reuse (or build once at) this results file")
     args = parser.parse_args()
@@ -368,12 +334,10 @@ def main() -> None:
         written = multiprocessing.get_context("spawn").Array("d", 3)
         writer = None
         if args.writer != "none":
-            target, where = (ingest, str(path)) if args.writer == "process" else (ingest_http, base)
-            writer = multiprocessing.get_context("spawn").Process(target=target, args=(where, stop, written))
+            writer = multiprocessing.get_context("spawn").Process(target=ingest_http, args=(base, stop, written))
             writer.start()
         label = {
             "none": "no writer",
-            "process": "another process ingesting through ResultsStore.record_measurements",
             "http": "another process ingesting through POST /api/results/ingest",
         }[args.writer]
         print(f"\n{args.clients} concurrent clients for {args.duration:.0f} s, {label}:")
