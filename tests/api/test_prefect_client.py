@@ -153,8 +153,8 @@ def test_create_run_is_idempotent_and_names_a_missing_deployment(prefect_api):
             assert first.id == again.id != other.id
             assert first.idempotency_key == key and "api" in first.tags and first.deployment_id
             assert first.flow_name == "accel-client-deployed" and first.state_type == "SCHEDULED"
-            with pytest.raises(ServiceUnavailableError, match=r"pipeline/pipeline does not exist.*accel up"):
-                await client.create_run("pipeline/pipeline", {})
+            with pytest.raises(ServiceUnavailableError, match=r"never-deployed/anywhere does not exist.*accel up"):
+                await client.create_run("never-deployed/anywhere", {})
         finally:
             await rest.aclose()
             await client.aclose()
