@@ -21,6 +21,7 @@ def deployed(prefect_api):
     from prefect.client.schemas.actions import WorkPoolCreate
     from prefect.exceptions import ObjectAlreadyExists
 
+    ids = []
     with get_client(sync_client=True) as client:
         with contextlib.suppress(ObjectAlreadyExists):
             client.create_work_pool(WorkPoolCreate(name="accel-cpu", type="process"))
@@ -31,8 +32,18 @@ def deployed(prefect_api):
             ("pipeline", "pipeline", "accel.flows.pipeline:pipeline"),
         ):
             flow_id = client.create_flow_from_name(flow)
-            client.create_deployment(flow_id=flow_id, name=name, work_pool_name="accel-cpu", entrypoint=entrypoint)
-    return prefect_api
+            ids.append(
+                client.create_deployment(flow_id=flow_id, name=name, work_pool_name="accel-cpu", entrypoint=entrypoint)
+            )
+    yield prefect_api
+    # The runs these tests created wait on accel-cpu: gone before a later test starts a real worker there.
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    with get_client(sync_client=True) as client:
+        for run in client.read_flow_runs(deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=ids))):
+            client.delete_flow_run(run.id)
+        for deployment_id in ids:
+            client.delete_deployment(deployment_id)
 
 
 @pytest.fixture
