@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from accel import __version__
 from accel.api.deps import PrefectDep, StoreDep
@@ -24,6 +24,7 @@ class HealthResponse(BaseModel):
     api: ComponentHealth
     prefect: ComponentHealth
     results_store: ComponentHealth
+    results_file: str = Field(description="The DuckDB file this API writes (and holds open)")
 
 
 @router.get("/health")
@@ -45,4 +46,5 @@ async def health(prefect: PrefectDep, store: StoreDep) -> HealthResponse:
         api=ComponentHealth(status="ok", detail="up"),
         prefect=prefect_health,
         results_store=store_health,
+        results_file=str(store.path),
     )
