@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from accel import __version__
+from accel.api.cache import AggregateCache
 from accel.api.docs import install_offline_docs
 from accel.api.errors import ErrorBody, install_error_handlers
 from accel.api.prefect import PrefectClient
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Held open for the app's life: the API is the file's one writer, and a held connection halves the
         # cost of each query; other processes reach the file through the API until shutdown closes it.
         app.state.store = ResultsStore(settings.results_path, settings.db_timeout_s, hold=True)
+        app.state.aggregates = AggregateCache()
         app.state.prefect = PrefectClient(settings.prefect_api_url, settings.prefect_ui_url)
         app.state.relay = RunRelay(
             app.state.prefect,

@@ -125,6 +125,7 @@ class ResultsStore:
         self.timeout_s = timeout_s
         migrate(self.path, timeout_s)
         self._held = HeldConnection(self.path, timeout_s) if hold else None
+        self.generation = 0  # writes through this store so far
 
     def __repr__(self) -> str:
         return f"ResultsStore({str(self.path)!r}{', hold=True' if self._held else ''})"
@@ -144,7 +145,16 @@ class ResultsStore:
         """`work(con)` in one transaction: on a fresh connection, or on a cursor of the held one."""
         if self._held is None:
             return run_transaction(self.path, work, self.timeout_s)
-        return self._held.run(work, self.timeout_s, write=write)
+        done = self._held.run(work, self.timeout_s, write=write)
+        if write:
+            self.generation += 1
+        return done
+
+    @property
+    def held(self) -> bool:
+        """Whether this store holds the file open: then this process is its one writer, and `generation`
+        (incremented by every write) changes exactly when the data does."""
+        return self._held is not None
 
     # writes -------------------------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
 
 from accel.api.deps import StoreDep
 from accel.storage import IngestResult, RecordBatch, RunFamily, RunRecord
@@ -25,9 +27,19 @@ class IngestRefusedError(RequestError):
     """A batch the store cannot apply as it stands (it closes a run that was never recorded)."""
 
 
+async def strict_batch(request: Request) -> RecordBatch:
+    """The body validated strictly, as JSON: `true` is no number and "1" no integer (FastAPI's own parse,
+    which documents the body, is lax); a measurement that does not say exactly what it is is refused."""
+    try:
+        return RecordBatch.model_validate_json(await request.body(), strict=True)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors(include_url=False, include_context=False)) from None
+
+
 @router.post("/ingest")
-def ingest(batch: RecordBatch, store: StoreDep) -> IngestResult:
+def ingest(body: RecordBatch, batch: Annotated[RecordBatch, Depends(strict_batch)], store: StoreDep) -> IngestResult:
     """Apply a batch of result records: idempotent upserts, then the runs it closes; all of it or nothing."""
+    del body  # the lax parse FastAPI documents; `batch` is the strict one
     try:
         return store.apply(batch)
     except KeyError as err:

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from starlette.background import BackgroundTask
 
+from accel.api.cache import cached
 from accel.api.deps import StoreDep
 from accel.api.schemas.results import (
     Candidate,
@@ -84,6 +85,7 @@ FilterDep = Annotated[q.ResultFilter, Depends(result_filter)]
 
 
 @router.get("/summary", response_model=SummaryPage)
+@cached
 def summary(store: StoreDep, where: FilterDep, limit: Limit = q.DEFAULT_LIMIT, offset: Offset = 0) -> SummaryPage:
     """One row per model x target: the latest headline figure (with its noisy flag), checks, last run."""
     rows, total = q.summary(store, where, limit, offset)
@@ -91,6 +93,7 @@ def summary(store: StoreDep, where: FilterDep, limit: Limit = q.DEFAULT_LIMIT, o
 
 
 @router.get("/compare", response_model=CompareResponse)
+@cached
 def compare(store: StoreDep, model: ModelQuery, baseline: str = "cpu/torch") -> CompareResponse:
     """Speedup of every target of `model` over `baseline`, per scenario and shape (latest ok measurements)."""
     baseline = _target(baseline)
@@ -110,6 +113,7 @@ def compare(store: StoreDep, model: ModelQuery, baseline: str = "cpu/torch") -> 
 
 
 @router.get("/history", response_model=HistoryResponse)
+@cached
 def history(
     store: StoreDep,
     model: ModelQuery,
@@ -181,6 +185,7 @@ def regressions(
 
 
 @router.get("/recommend", response_model=Recommendation)
+@cached
 def recommend(
     store: StoreDep,
     model: ModelQuery,
