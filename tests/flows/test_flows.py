@@ -125,6 +125,29 @@ def kill_the_first_benchmark(hardware: str, timeout_s: float) -> tuple[threading
     return thread, killed
 
 
+def _clear_pool(pool: str) -> None:
+    """Delete every flow run waiting on `pool` that an earlier test of this session left there."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterState,
+        FlowRunFilterStateType,
+        WorkPoolFilter,
+        WorkPoolFilterName,
+    )
+    from prefect.client.schemas.objects import StateType
+
+    with get_client(sync_client=True) as client:
+        waiting = client.read_flow_runs(
+            work_pool_filter=WorkPoolFilter(name=WorkPoolFilterName(any_=[pool])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED, StateType.PENDING]))
+            ),
+        )
+        for run in waiting:
+            client.delete_flow_run(run.id)
+
+
 def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
     prefect_api, tiny_models, shared_skills, tmp_path
 ):
@@ -141,6 +164,7 @@ def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_i
 
     ensure_pools(prefect_api, ["accel-cpu"])
     deploy(ROOT, env, ["chain/cpu"], timeout_s=180)  # raises with prefect's own output when it fails
+    _clear_pool("accel-cpu")  # only this test's runs for its worker (the shared server may hold others')
     log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
         worker_command_line("accel-cpu", "test-worker"),

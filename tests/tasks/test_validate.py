@@ -9,7 +9,7 @@ import pytest
 from accel.settings import get_settings
 from accel.storage import ResultsStore
 from accel.tasks.checks import LEVELS
-from accel.tasks.errors import SkillDirError
+from accel.tasks.errors import LevelError, SkillDirError
 from accel.tasks.validate import validate
 from tests.tiny_models import TINY_MODELS
 
@@ -182,7 +182,7 @@ def test_verdicts_are_recorded_with_a_test_run(tiny_skill, tmp_path):
 def test_not_a_skill_and_unknown_levels_are_refused(tiny_skill, tmp_path):
     with pytest.raises(SkillDirError, match=r"needs skill\.py and manifest\.json"):
         validate(tmp_path)
-    with pytest.raises(SkillDirError, match="basic, comprehensive, fault_tolerance"):
+    with pytest.raises(LevelError, match="basic, comprehensive, fault_tolerance"):
         validate(tiny_skill("bert", "cpu/onnxruntime").path, "thorough")
 
 
