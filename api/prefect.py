@@ -8,6 +8,7 @@ Prefect itself (its SQLite database locked) is retried a few times first. Runs c
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -24,7 +25,9 @@ from accel.tasks.errors import (
 )
 
 PROGRESS_EVENT = "accel.stage.progress"  # tasks/progress.py (not imported: it imports prefect)
-_RETRY_503_DELAYS_S = (0.2, 0.5, 1.0, 2.0)
+# Prefect on SQLite answers 503 while its database is locked; Prefect's own client retries the same way.
+_RETRY_503_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0)
+MAX_CONCURRENT = 4  # calls in flight to Prefect from this API
 _PAGE = 200  # Prefect's default page limit for filters
 _EVENTS_PAGE = 50  # and its fixed page of /events/filter
 _MAX_DEPTH = 10
@@ -53,7 +56,10 @@ class PrefectClient:
     def __init__(self, api_url: str, ui_url: str | None = None):
         self.api_url = api_url.rstrip("/")
         self.ui_url = (ui_url or self.api_url.removesuffix("/api")).rstrip("/")
-        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=httpx.Timeout(15.0, connect=3.0))
+        self._http = httpx.AsyncClient(base_url=self.api_url, timeout=httpx.Timeout(30.0, connect=3.0))
+        # Prefect on SQLite answers a few calls at a time: 50 POSTs at once would make hundreds of calls,
+        # time out there and come back as 503s. They queue here instead, MAX_CONCURRENT at a time.
+        self._slots = asyncio.Semaphore(MAX_CONCURRENT)
         self._flow_names: dict[str, str] = {}
 
     @property
@@ -71,17 +77,19 @@ class PrefectClient:
         attempt = 0
         while True:
             try:
-                response = await self._http.request(method, path, json=json)
+                async with self._slots:
+                    response = await self._http.request(method, path, json=json)
             except (httpx.RemoteProtocolError, httpx.ReadError) as err:
-                # a pooled connection the server closed (it restarted): one fresh try when that is harmless
-                if retry_transport and attempt == 0:
+                # a connection the server closed (it restarted, or shed load): fresh tries when that is harmless
+                if retry_transport and attempt < 3:
+                    await asyncio.sleep(0.2 * attempt)
                     attempt += 1
                     continue
                 raise ServiceUnavailableError(f"Prefect at {self.api_url} does not answer: {err!r}") from err
             except httpx.HTTPError as err:
                 raise ServiceUnavailableError(f"Prefect at {self.api_url} does not answer: {err!r}") from err
             if response.status_code == 503 and attempt < len(_RETRY_503_DELAYS_S):
-                await asyncio.sleep(_RETRY_503_DELAYS_S[attempt])  # SQLite locked: it clears in moments
+                await asyncio.sleep(_RETRY_503_DELAYS_S[attempt] * random.uniform(0.8, 1.2))  # spread retries
                 attempt += 1
                 continue
             if response.status_code == 404:
@@ -248,9 +256,16 @@ class PrefectClient:
 
     # --- work pools ------------------------------------------------------------------------------
 
+    async def work_pool(self, name: str) -> WorkPool | None:
+        """One work pool with its workers (None when it does not exist), live from Prefect."""
+        pool = await self.request("GET", f"/work_pools/{name}")
+        return None if pool is None else (await self._pools([pool]))[0]
+
     async def work_pools(self) -> list[WorkPool]:
         """Every work pool with its workers, live from Prefect."""
-        pools = await self.request("POST", "/work_pools/filter", json={}) or []
+        return await self._pools(await self.request("POST", "/work_pools/filter", json={}) or [])
+
+    async def _pools(self, pools: list[dict[str, Any]]) -> list[WorkPool]:
         workers = await asyncio.gather(
             *(self.request("POST", f"/work_pools/{p['name']}/workers/filter", json={}) for p in pools)
         )

@@ -65,8 +65,7 @@ async def waiting_for(prefect: PrefectClient, run: FlowRun) -> str | None:
     pool = run.work_pool_name
     if pool is None:
         return "waiting to start"
-    pools = {p.name: p for p in await prefect.work_pools()}
-    found = pools.get(pool)
+    found = await prefect.work_pool(pool)
     online = [w for w in (found.workers if found else []) if str(w.status).upper() == "ONLINE"]
     if not online:
         return f"waiting for a worker on {pool} (none is online: start one with `accel worker --hardware ...`)"

@@ -23,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
@@ -105,7 +106,7 @@ async def follow(api_port: int, run_id: str, lags: list[float]) -> str | None:
     return final
 
 
-async def storm(api: str, api_port: int, model: str, runs: int) -> dict:
+async def storm(api: str, api_port: int, model: str, runs: int, accept_only: bool = False) -> dict:
     body = {
         "models": [model],
         "targets": ["cpu/onnxruntime"],
@@ -125,6 +126,19 @@ async def storm(api: str, api_port: int, model: str, runs: int) -> dict:
         again = await asyncio.gather(*(post(i) for i in range(runs)))
         ids = [r.json().get("operation_id") for r in first]
         repeated = [r.json().get("operation_id") for r in again]
+        answers = Counter(r.status_code for r in [*first, *again])
+        refused = next((r.json() for r in [*first, *again] if r.status_code != 202), None)
+        if accept_only:  # the runs are cancelled: only acceptance and idempotency are measured
+            for run_id in {i for i in ids if i}:
+                await client.post(f"/api/workflows/{run_id}/cancel")
+            return {
+                "accepted": sum(r.status_code == 202 for r in first),
+                "accept_s": accepted_s,
+                "distinct": len({i for i in ids + repeated if i}),
+                "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
+                "answers": answers,
+                "refused": refused,
+            }
         lags: list[float] = []
         began = time.perf_counter()
         finals = await asyncio.gather(*(follow(api_port, i, lags) for i in ids if i), return_exceptions=True)
@@ -134,7 +148,9 @@ async def storm(api: str, api_port: int, model: str, runs: int) -> dict:
         "accepted": sum(r.status_code == 202 for r in first),
         "accept_s": accepted_s,
         "distinct": len(set(ids + repeated)),
-        "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True)),
+        "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
+        "answers": answers,
+        "refused": refused,
         "finals": finals,
         "finished_s": finished_s,
         "chains": [len(d.get("results", [])) for d in details],
@@ -146,6 +162,7 @@ async def storm(api: str, api_port: int, model: str, runs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--accept-only", action="store_true", help="POST and cancel; do not wait for the runs")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests.tiny_models import build_tiny_models
@@ -171,7 +188,8 @@ def main() -> None:
         loop = asyncio.new_event_loop()
 
         async def with_sampling() -> dict:
-            task = asyncio.create_task(storm(f"http://127.0.0.1:{api_port}", api_port, model, args.runs))
+            api = f"http://127.0.0.1:{api_port}"
+            task = asyncio.create_task(storm(api, api_port, model, args.runs, args.accept_only))
             while not task.done():
                 sample()
                 await asyncio.sleep(1)
@@ -181,12 +199,15 @@ def main() -> None:
     finally:
         up.send_signal(15)
         up.wait(timeout=120)
-    finals = found["finals"]
     print(
         f"{args.runs} pipeline POSTs at once: {found['accepted']} accepted in {found['accept_s']:.2f} s; the same "
         f"{args.runs} again with their Idempotency-Keys: {found['same_on_retry']} answered with the same run, "
-        f"{found['distinct']} distinct runs in all"
+        f"{found['distinct']} distinct runs in all; answers {dict(found['answers'])}"
+        + (f"; first refusal: {found['refused']}" if found["refused"] else "")
     )
+    if args.accept_only:
+        return
+    finals = found["finals"]
     print(
         f"followed to the end over WebSockets in {found['finished_s']:.0f} s: "
         f"{sum(f == 'COMPLETED' for f in finals)} completed, {sum(isinstance(f, Exception) for f in finals)} socket "
