@@ -147,7 +147,7 @@ async def storm(api: str, api_port: int, model: str, runs: int, accept_only: boo
     return {
         "accepted": sum(r.status_code == 202 for r in first),
         "accept_s": accepted_s,
-        "distinct": len(set(ids + repeated)),
+        "distinct": len({i for i in ids + repeated if i}),
         "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
         "answers": answers,
         "refused": refused,
