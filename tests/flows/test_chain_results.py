@@ -10,17 +10,9 @@ import pytest
 from accel.flows.results import chain_result
 from accel.settings import get_settings
 from accel.storage import CheckRecord, HttpResultsStore, MeasurementRecord, ResultsStore, RunRecord, SkillRecord
+from tests.flows.test_flows import QUICK  # the one short benchmark the flow tests share
 from tests.storage.api_server import ApiServer
 
-QUICK = {
-    "batches": [1],
-    "seqs": [8],
-    "scenarios": ["forward"],
-    "warmup": 0,
-    "min_iters": 3,
-    "min_seconds": 0.05,
-    "rounds": 1,
-}
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
