@@ -36,6 +36,39 @@ class Settings(BaseSettings):
     db_timeout_s: float = Field(
         60.0, gt=0, description="How long a results-store access waits for another process's lock."
     )
+    # The unified gateway (api/gateway.py): a component forwarded to its own service, ACCEL_UPSTREAM_<COMPONENT>.
+    upstream_test: str | None = Field(None, description="URL of the test component's service (forwarded there).")
+    upstream_generator: str | None = Field(None, description="URL of the generator component's service.")
+    upstream_benchmark: str | None = Field(None, description="URL of the benchmark component's service.")
+    upstream_results: str | None = Field(None, description="URL of the results component's service.")
+    upstream_timeout_s: float = Field(
+        60.0, gt=0, description="How long the gateway waits on an upstream (connect, each read) before a 504."
+    )
+    gateway_secret: SecretStr | None = Field(
+        None,
+        description="Shared by the gateway and its upstreams: an upstream started with it trusts only requests "
+        "that carry it (the gateway authenticated them).",
+    )
+
+    @field_validator("upstream_test", "upstream_generator", "upstream_benchmark", "upstream_results")
+    @classmethod
+    def _upstream_url(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        if not url.startswith(("http://", "https://")):
+            raise ValueError(f"{url!r} is not an http(s) URL of an accel component service (http://host:port)")
+        return url.rstrip("/")
+
+    @property
+    def upstreams(self) -> dict[str, str]:
+        """component -> URL of the service it is forwarded to (the ACCEL_UPSTREAM_<COMPONENT> that are set)."""
+        named = {
+            "test": self.upstream_test,
+            "generator": self.upstream_generator,
+            "benchmark": self.upstream_benchmark,
+            "results": self.upstream_results,
+        }
+        return {component: url for component, url in named.items() if url}
 
     @field_validator("home")
     @classmethod
