@@ -68,6 +68,18 @@ class ServiceUnavailableError(RuntimeError):
     status_code = 503
 
 
+class UpstreamUnavailableError(ServiceUnavailableError):
+    """The gateway could not reach the component service it forwards to (down, refused, broke off): 502."""
+
+    status_code = 502
+
+
+class UpstreamTimeoutError(ServiceUnavailableError):
+    """The component service the gateway forwards to did not answer within ACCEL_UPSTREAM_TIMEOUT_S: 504."""
+
+    status_code = 504
+
+
 # The one list: what the CLI exits 2 for and the API answers with a 4xx.
 REQUEST_ERRORS: tuple[type[Exception], ...] = (RequestError, TargetError)
 
