@@ -22,9 +22,25 @@ class Settings(BaseSettings):
     models_dir: Path | None = Field(
         None, description="A folder of model directories the API lists and accepts as model refs (ACCEL_MODELS_DIR)."
     )
-    api_key: SecretStr | None = Field(None, description="API key clients send to the accel API.")
+    api_key: SecretStr | None = Field(
+        None, description="API key clients send to the accel API (default: $ACCEL_HOME/admin.key when readable)."
+    )
     api_host: str = "127.0.0.1"
     api_port: int = Field(8000, ge=1, le=65535)
+    auth: bool = Field(
+        True, description="ACCEL_AUTH=off turns API keys off: allowed only while ACCEL_API_HOST is loopback."
+    )
+    gateway_secret: SecretStr | None = Field(
+        None,
+        description="Shared with the accel gateway: a request carrying it is taken as the principal the gateway "
+        "authenticated (X-Accel-Principal); without it those headers are ignored.",
+    )
+    cors_origins: str | None = Field(
+        None, description="Comma-separated origins browsers may call the API from; unset: none (CORS closed)."
+    )
+    rate_limit_per_minute: int = Field(
+        120, ge=0, description="POSTs per minute per API key (a token bucket of that size); 0 turns it off."
+    )
     allow_download: bool = Field(
         False, description="Let model resolution download from the Hugging Face Hub when online."
     )
@@ -105,6 +121,30 @@ class Settings(BaseSettings):
     @property
     def prefect_home(self) -> Path:
         return self.home / "prefect"
+
+    @property
+    def ops_path(self) -> Path:
+        """The SQLite file of operational data (API keys)."""
+        return self.home / "ops.sqlite"
+
+    @property
+    def admin_key_path(self) -> Path:
+        """Where `accel up` writes the admin key it creates (readable by its owner only)."""
+        return self.home / "admin.key"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in (self.cors_origins or "").split(",") if o.strip()]
+
+    def client_api_key(self) -> str | None:
+        """The key clients here send: ACCEL_API_KEY, else the admin key `accel up` left in ACCEL_HOME (a file
+        only its owner can read, so only that user's processes find it)."""
+        if self.api_key is not None:
+            return self.api_key.get_secret_value()
+        try:
+            return self.admin_key_path.read_text().strip() or None
+        except OSError:
+            return None
 
 
 @lru_cache(maxsize=1)
