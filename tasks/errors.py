@@ -9,6 +9,9 @@ and the import-light hardware targets, so the API can use it without the ML stac
 
 from __future__ import annotations
 
+import math
+from typing import ClassVar
+
 from accel.hardware.targets import TargetError
 
 
@@ -52,6 +55,36 @@ class RunConflictError(RequestError):
     """The run is in a state that does not allow this (cancelling a run that already ended)."""
 
     status_code = 409
+
+
+class AuthenticationError(RequestError):
+    """No API key, or one that is malformed, unknown, expired or revoked."""
+
+    status_code = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": 'Bearer realm="accel"'}
+
+
+class PermissionDeniedError(RequestError):
+    """A valid key whose scopes do not allow this (or a run another key started)."""
+
+    status_code = 403
+
+
+class PayloadTooLargeError(RequestError):
+    """A request body, or a batch in it, past the API's cap."""
+
+    status_code = 413
+
+
+class RateLimitedError(RequestError):
+    """Too many requests from one key: try again after `retry_after_s` seconds."""
+
+    status_code = 429
+
+    def __init__(self, message: str, retry_after_s: float):
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+        self.headers = {"Retry-After": str(max(1, math.ceil(retry_after_s)))}
 
 
 class PrefectRequestError(RequestError):
