@@ -8,15 +8,17 @@ well under a second.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
 from accel import __version__
 from accel.api.cache import AggregateCache
+from accel.api.components import COMPONENTS, Component
 from accel.api.docs import install_offline_docs
 from accel.api.errors import ErrorBody, install_error_handlers
+from accel.api.gateway import install_gateway, open_gateway
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
 from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
@@ -36,9 +38,17 @@ ROUTERS = (
 )
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
-    """The app, on `settings` (default: the process's ACCEL_* and PREFECT_API_URL environment)."""
+def create_app(
+    settings: Settings | None = None, component: Component | None = None, upstreams: Mapping[str, str] | None = None
+) -> FastAPI:
+    """The app, on `settings` (default: the process's ACCEL_* and PREFECT_API_URL environment).
+
+    `component`: that component's API alone (`accel serve --component`). Otherwise the unified server, every
+    component in-process except those in `upstreams` (default: ACCEL_UPSTREAM_*), forwarded (api/gateway.py).
+    """
     settings = settings or get_settings()
+    routers = COMPONENTS[component] if component else ROUTERS
+    upstreams = {} if component else dict(settings.upstreams if upstreams is None else upstreams)
     if settings.results_url:
         raise RuntimeError(
             f"ACCEL_RESULTS={settings.results_url} points the API at an API: the API writes the results file "
@@ -57,17 +67,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.prefect,
             results=lambda run_id: [r.model_dump(mode="json") for r in chain_results(app.state.store, run_id)],
         )
+        app.state.gateway = open_gateway(settings, upstreams)  # None when nothing is forwarded
         try:
             yield
         finally:
             try:
+                if app.state.gateway is not None:
+                    await app.state.gateway.aclose()
                 await app.state.relay.aclose()
                 await app.state.prefect.aclose()
             finally:
                 app.state.store.close()  # releases the file, also when a close above failed
 
     app = FastAPI(
-        title="accel",
+        title="accel" if component is None else f"accel {component}",
         version=__version__,
         summary="Generate, test and benchmark Hugging Face models on every hardware target.",
         lifespan=lifespan,
@@ -79,8 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,  # served offline below: FastAPI's own pages load Swagger UI and ReDoc from a CDN
         redoc_url=None,
     )
+    install_gateway(app, settings, component, upstreams)
     install_offline_docs(app)
     install_error_handlers(app)
-    for router in ROUTERS:
+    for router in routers:
         app.include_router(router)
     return app
