@@ -15,6 +15,7 @@ from accel.cli.models import models_app
 from accel.cli.output import fail
 from accel.cli.results import results_app
 from accel.cli.run import run_command
+from accel.cli.serve import serve_command
 from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
 from accel.storage import ResultsRefusedError, ResultsUnavailableError, StoreBusyError
@@ -47,6 +48,7 @@ app.command("bench")(bench_command)
 app.command("compare")(compare_command)
 app.command("run")(run_command)
 app.command("up")(up_command)
+app.command("serve")(serve_command)
 app.command("worker")(worker_command)
 app.add_typer(models_app, name="models")
 app.add_typer(results_app, name="results")
