@@ -60,11 +60,6 @@ class Settings(BaseSettings):
     upstream_timeout_s: float = Field(
         60.0, gt=0, description="How long the gateway waits on an upstream (connect, each read) before a 504."
     )
-    gateway_secret: SecretStr | None = Field(
-        None,
-        description="Shared by the gateway and its upstreams: an upstream started with it trusts only requests "
-        "that carry it (the gateway authenticated them).",
-    )
 
     @field_validator("upstream_test", "upstream_generator", "upstream_benchmark", "upstream_results")
     @classmethod
