@@ -11,20 +11,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from accel import __version__
+from accel.api.auth import guard, is_loopback_host
 from accel.api.cache import AggregateCache
 from accel.api.components import COMPONENTS, Component
 from accel.api.docs import install_offline_docs
 from accel.api.errors import ErrorBody, install_error_handlers
 from accel.api.gateway import install_gateway, open_gateway
+from accel.api.limits import install_limits
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
 from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
 from accel.api.runs import chain_results
 from accel.settings import Settings, get_settings
 from accel.storage import ResultsStore
+from accel.storage.keys import KeyStore
 
 ROUTERS = (
     test.router,
@@ -53,6 +56,11 @@ def create_app(
         raise RuntimeError(
             f"ACCEL_RESULTS={settings.results_url} points the API at an API: the API writes the results file "
             "itself; give it a file path (or leave ACCEL_RESULTS unset for $ACCEL_HOME/results.duckdb)"
+        )
+    if not settings.auth and not is_loopback_host(settings.api_host):
+        raise RuntimeError(
+            f"ACCEL_AUTH=off while ACCEL_API_HOST={settings.api_host}: the API serves without keys only on "
+            "loopback (127.0.0.1, ::1); turn auth on, or listen on loopback"
         )
 
     @asynccontextmanager
@@ -91,7 +99,13 @@ def create_app(
         },
         docs_url=None,  # served offline below: FastAPI's own pages load Swagger UI and ReDoc from a CDN
         redoc_url=None,
+        # Every route, HTTP and WebSocket, including routes added later: api/auth.py's one check.
+        dependencies=[Depends(guard)],
     )
+    # Before the lifespan: the guard needs them for any request, and a TestClient may skip the lifespan.
+    app.state.settings = settings
+    app.state.keys = KeyStore(settings.ops_path)
+    install_limits(app, settings)
     install_gateway(app, settings, component, upstreams)
     install_offline_docs(app)
     install_error_handlers(app)

@@ -52,7 +52,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
         @app.exception_handler(cls)
         async def _request_error(_: Request, err: Exception) -> JSONResponse:
-            return error_response(http_status(err) or 422, error_kind(err), str(err))
+            return error_response(http_status(err) or 422, error_kind(err), str(err), getattr(err, "headers", None))
 
     @app.exception_handler(ServiceUnavailableError)
     async def _unavailable(_: Request, err: ServiceUnavailableError) -> JSONResponse:

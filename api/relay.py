@@ -381,7 +381,8 @@ class RunRelay:
 
     async def serve_socket(self, websocket: WebSocket, run_id: str) -> None:
         """Serve one client watching `run_id` until the run ends (close 1000) or the client leaves."""
-        await websocket.accept()
+        if websocket.client_state == WebSocketState.CONNECTING:  # api/auth.py accepted it for a message auth
+            await websocket.accept()
         seq = 0
 
         async def send(message: RunMessage) -> None:
