@@ -23,6 +23,7 @@ def accel(capsys, *args: str) -> tuple[int, str, str]:
 def test_flush_sends_what_waited_and_says_what_is_left(capsys, tmp_path, monkeypatch, accel_home):
     api = ApiServer(tmp_path / "api" / "results.duckdb", tmp_path / "api-home")
     monkeypatch.setenv("ACCEL_RESULTS", api.url)  # not started yet: every write waits in the outbox
+    monkeypatch.setenv("ACCEL_API_KEY", api.key)
     get_settings.cache_clear()
     with open_results_store() as store:
         store.record_run(RunRecord(run_id="r1", kind="benchmark"))

@@ -107,7 +107,7 @@ def test_chain_result_reads_each_outcome_from_the_file_and_through_the_api(tmp_p
     assert_outcomes(file)
     with (
         ApiServer(tmp_path / "api.duckdb", tmp_path / "api-home") as api,
-        HttpResultsStore(api.url, outbox=tmp_path / "outbox.jsonl") as remote,
+        HttpResultsStore(api.url, outbox=tmp_path / "outbox.jsonl", api_key=api.key) as remote,
     ):
         record_outcomes(remote)
         assert_outcomes(remote)
@@ -130,6 +130,7 @@ def test_a_pipeline_sending_results_to_the_api_reports_its_chains_from_there(
 
     with ApiServer(tmp_path / "api" / "results.duckdb", tmp_path / "api-home") as api:
         monkeypatch.setenv("ACCEL_RESULTS", api.url)
+        monkeypatch.setenv("ACCEL_API_KEY", api.key)
         get_settings.cache_clear()
         result = pipeline(
             models=[str(tiny_models["bert"])], targets=["cpu/onnxruntime", "mps/torch"], level="basic", bench=QUICK
@@ -153,7 +154,7 @@ def test_reconcile_closes_a_dead_chains_row_through_the_api(prefect_api, tmp_pat
     gone, fresh = str(uuid.uuid4()), str(uuid.uuid4())  # no flow run of Prefect has these ids
     with (
         ApiServer(tmp_path / "api.duckdb", tmp_path / "api-home") as api,
-        HttpResultsStore(api.url, outbox=tmp_path / "outbox.jsonl") as remote,
+        HttpResultsStore(api.url, outbox=tmp_path / "outbox.jsonl", api_key=api.key) as remote,
     ):
         remote.record_run(RunRecord(run_id=gone, kind="chain", started_at=datetime.now(UTC) - timedelta(hours=2)))
         remote.record_run(RunRecord(run_id=fresh, kind="chain"))  # too young to judge

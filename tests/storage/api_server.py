@@ -1,4 +1,8 @@
-"""The accel API for real, in a thread of the test process: uvicorn on a loopback port, stoppable and restartable."""
+"""The accel API for real, in a thread of the test process: uvicorn on a loopback port, stoppable and restartable.
+
+Auth is on, as in production: `ApiServer.key` is a worker key (worker + read, what `accel up` hands its
+workers) created in the server's own ops database; `issue_key` makes a key of any scope in a home.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +15,19 @@ import uvicorn
 
 from accel.api.app import create_app
 from accel.settings import Settings
+from accel.storage.keys import KeyStore
 
 DEAD_PREFECT = "http://127.0.0.1:9/api"  # ingest and reads never ask Prefect
+
+
+def issue_key(home: Path, *scopes: str, name: str = "test key") -> str:
+    """A new key with `scopes` (default admin) in the ops database of `home`, as `accel keys create` prints it."""
+    with KeyStore(Settings(home=home).ops_path) as keys:
+        return keys.create(scopes or ("admin",), name)[1]
+
+
+def bearer(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def free_port() -> int:
@@ -28,6 +43,7 @@ class ApiServer:
         self.results, self.home = results, home
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.key = issue_key(home, "worker", "read", name="test worker")
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
 

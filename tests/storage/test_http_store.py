@@ -26,7 +26,7 @@ from accel.storage import (
 )
 from accel.tasks.errors import ServiceUnavailableError
 from accel.tasks.results_store import open_results_store, outbox_path
-from tests.storage.api_server import ApiServer, free_port
+from tests.storage.api_server import ApiServer, bearer, free_port
 
 
 def skill(skill_id: str = "s1") -> SkillRecord:
@@ -71,6 +71,7 @@ def api(tmp_path):
 def remote(api, monkeypatch) -> HttpResultsStore:
     """The results store of settings that say ACCEL_RESULTS=<the API's URL>."""
     monkeypatch.setenv("ACCEL_RESULTS", api.url)
+    monkeypatch.setenv("ACCEL_API_KEY", api.key)  # as `accel up` hands its workers
     get_settings.cache_clear()
     store = open_results_store()
     assert isinstance(store, HttpResultsStore)
@@ -149,11 +150,11 @@ def test_the_api_refusing_records_is_an_error_never_queued(api, remote):
     assert remote.flush().waiting_batches == 0 and not outbox_path().exists()
     # A row the record models refuse: 422 JSON naming the field, and nothing written.
     bad = {"runs": [{"run_id": "x", "kind": "chain", "status": "exploded"}]}
-    answer = httpx.post(f"{api.url}/api/results/ingest", json=bad, timeout=10)
+    answer = httpx.post(f"{api.url}/api/results/ingest", json=bad, headers=bearer(api.key), timeout=10)
     assert answer.status_code == 422 and answer.json()["error"] == "invalid_request"
     assert "status" in answer.json()["detail"]
     assert counts(api.results)["runs"] == 0
-    missing = httpx.get(f"{api.url}/api/results/runs/nope", timeout=10)
+    missing = httpx.get(f"{api.url}/api/results/runs/nope", headers=bearer(api.key), timeout=10)
     assert missing.status_code == 404 and missing.json()["error"] == "run_not_found"
 
 
@@ -212,7 +213,7 @@ def test_the_embedded_default_is_the_duckdb_file(accel_home):
 
 
 def test_an_api_without_ingest_is_an_error_and_what_waits_stays_queued(api, tmp_path):
-    wrong = HttpResultsStore(api.url + "/not-here", outbox=tmp_path / "outbox" / "results.jsonl")
+    wrong = HttpResultsStore(api.url + "/not-here", outbox=tmp_path / "outbox" / "results.jsonl", api_key=api.key)
     with pytest.raises(ResultsRefusedError, match="HTTP 404"):
         wrong.record_run(RunRecord(run_id="r1", kind="chain"))
     assert not wrong.outbox.path.exists()  # refused: raised, not queued
@@ -223,3 +224,13 @@ def test_an_api_without_ingest_is_an_error_and_what_waits_stays_queued(api, tmp_
         wrong.flush()  # a wrong URL or an old API refuses everything: said, and nothing thrown away
     assert len(wrong.outbox.path.read_text().splitlines()) == 1 and wrong.outbox.rejected() == 0
     wrong.close()
+
+
+def test_a_worker_without_a_valid_key_is_refused_in_one_clear_error(api, tmp_path):
+    for key in (None, api.key + "x"):
+        store = HttpResultsStore(api.url, outbox=tmp_path / f"outbox-{key is None}.jsonl", api_key=key)
+        with pytest.raises(ResultsRefusedError, match="HTTP 401") as refused:
+            store.record_run(RunRecord(run_id="r1", kind="chain"))
+        assert "API key" in refused.value.detail
+        store.close()
+    assert ResultsStore(api.results).get_run("r1") is None
