@@ -1,7 +1,8 @@
 """`python -m accel.tasks.bench_runner`: measure one benchmark point of one skill, in a fresh process.
 
-The benchmark stage starts one such process per point, so memory peaks are clean and nothing
-(allocator caches, compiled kernels, a crashed runtime) leaks from one point to the next. The result
+The benchmark stage starts one such process per point (tasks/isolated: forked from a server that has
+imported numpy and the skill's runtime, and nothing else), so memory peaks are the point's own and
+nothing (allocator caches, compiled kernels, a crashed runtime) leaks from one point to the next. The result
 goes to a file descriptor of its own (--report-fd) as one JSON line.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from accel.hardware.contention import contention_between, cpu_snapshot, foreign_device_pids
+from accel.tasks.isolated import peak_rss_of
 from accel.tasks.skill_module import import_skill
 
 
@@ -50,22 +52,6 @@ def measure(
         gc.enable()
     contention = contention_between(before, after)
     return samples, started_wall, ended_wall, contention.model_dump() if contention else None
-
-
-def peak_rss_of(pid: int) -> int | None:
-    """The kernel's high-water mark of a live process's resident set (VmHWM), in bytes; None if unknown.
-
-    Exact (no sample can miss a spike) and free to read, where sampling from here every few
-    milliseconds interrupts the measured threads: a 5 ms sampler slowed MiniLM calls on 2 cores by
-    about 5%. (wait4's ru_maxrss is no substitute: it carries the forking parent's peak across exec.)
-    """
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
 
 
 def _accelerator_peak(runtime: str, device: str) -> int | None:

@@ -15,6 +15,24 @@ from typing import Any
 
 from accel.tasks.manifest import Manifest
 
+# What a process that renders the reference imports: the fork server of checks and FLOP counting
+# (tasks/isolated) imports it once, so each such process starts without paying for it. The transformers
+# submodules are the ones its lazy top level loads on the first model, config or tokenizer class.
+REFERENCE_PRELOAD = (
+    "numpy",
+    "torch",
+    "transformers",
+    "transformers.modeling_utils",
+    "transformers.models.auto.modeling_auto",
+    "transformers.models.auto.tokenization_auto",
+    "transformers.models.auto.processing_auto",
+    "onnxruntime",
+    "openvino",
+    "onnx",
+    "accel.tasks.check_runner",
+    "accel.tasks.benchmark.flops",
+)
+
 
 def pristine_module(manifest: Manifest | dict[str, Any]) -> ModuleType:
     """The skill as accel renders it for this manifest's model and target: the trusted side of every check."""

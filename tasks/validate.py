@@ -7,13 +7,6 @@ checks after it are reported as skipped. Every verdict is recorded in the result
 
 from __future__ import annotations
 
-import json
-import os
-import selectors
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,10 +16,12 @@ from prefect import task
 from pydantic import BaseModel
 
 from accel.storage import CheckRecord
+from accel.tasks import isolated
 from accel.tasks.checks import DEFAULT_CHECK_TIMEOUT_S, LEVELS, STARTUP_TIMEOUT_S, CheckResult, check_timeout
 from accel.tasks.levels import check_level
 from accel.tasks.manifest import load_manifest
 from accel.tasks.progress import stage_progress
+from accel.tasks.reference import REFERENCE_PRELOAD
 from accel.tasks.stage_run import open_stage_run
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
@@ -52,20 +47,8 @@ class TestReport(BaseModel):
         return self.status == "passed"
 
 
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "did not exit"
-    if code < 0:
-        try:
-            return f"was killed by {signal.Signals(-code).name}"
-        except ValueError:
-            return f"was killed by signal {-code}"
-    return f"exited with code {code}"
-
-
-def _tail(log: Path, lines: int = 12) -> str:
-    text = log.read_text(errors="replace").strip().splitlines()
-    return (" | last output: " + " / ".join(text[-lines:]))[:1500] if text else ""
+def _tail(lines: list[str]) -> str:
+    return (" | last output: " + " / ".join(lines))[:1500] if lines else ""
 
 
 class CheckRun(BaseModel):
@@ -82,74 +65,35 @@ def run_checks(
     progress: Progress | None = None,
     startup_timeout_s: float = STARTUP_TIMEOUT_S,
 ) -> CheckRun:
-    """Run `checks` in a fresh check-runner process; one result per check, whatever happens to it.
+    """Run `checks` in a fresh check-runner process (tasks/isolated: forked warm, crash-contained); one
+    result per check, whatever happens to it.
 
-    `timeout_s` bounds each check from its start; the process's start-up (imports, rendering the
-    reference) has `startup_timeout_s` of its own.
+    `timeout_s` bounds each check from its start; the process's start-up (rendering the reference) has
+    `startup_timeout_s` of its own.
     """
     results: dict[str, CheckResult] = {}
     current: str | None = None
     started_any = False
-    read_fd, write_fd = os.pipe()
-    with tempfile.NamedTemporaryFile("w+", prefix="accel-checks-", suffix=".log", delete=False) as log:
-        log_path = Path(log.name)
-        env = {**os.environ, "TRANSFORMERS_VERBOSITY": "error", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "accel.tasks.check_runner",
-                str(skill_dir),
-                "--checks",
-                ",".join(checks),
-                "--report-fd",
-                str(write_fd),
-            ],
-            pass_fds=(write_fd,),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            start_new_session=True,  # its own process group: a timeout kills the skill's children too
-        )
-    os.close(write_fd)
     fatal: str | None = None
-    ended = ""
-    buffer = b""
-    bound = startup_timeout_s
-    deadline = time.monotonic() + bound
-    with selectors.DefaultSelector() as selector:
-        selector.register(read_fd, selectors.EVENT_READ)
-        while True:
-            if not selector.select(timeout=max(0.0, deadline - time.monotonic())):
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-                ended = f"timed out after {bound:g} s and was killed"
-                break
-            chunk = os.read(read_fd, 65536)
-            if not chunk:  # the runner closed its end: it finished or died
-                process.wait()
-                ended = _describe_exit(process.returncode)
-                break
-            buffer += chunk
-            while b"\n" in buffer:
-                line, buffer = buffer.split(b"\n", 1)
-                event = json.loads(line)
-                if event["event"] == "start":
-                    current, started_any = event["check"], True
-                    bound, deadline = timeout_s, time.monotonic() + timeout_s
-                    if progress:
-                        progress(current, len(results) / len(checks))
-                elif event["event"] == "result":
-                    result = CheckResult.model_validate(event["result"])
-                    results[result.check] = result
-                    current = None
-                    bound, deadline = timeout_s, time.monotonic() + timeout_s
-                elif event["event"] == "fatal":
-                    fatal = event["message"]
-    os.close(read_fd)
-    tail = _tail(log_path)
-    log_path.unlink(missing_ok=True)
+    argv = [str(skill_dir), "--checks", ",".join(checks)]
+    with isolated.start("accel.tasks.check_runner:main", argv, REFERENCE_PRELOAD) as process:
+        for event in process.events(startup_timeout_s, timeout_s):
+            if event["event"] == "start":
+                current, started_any = event["check"], True
+                if progress:
+                    progress(current, len(results) / len(checks))
+            elif event["event"] == "result":
+                result = CheckResult.model_validate(event["result"])
+                results[result.check] = result
+                current = None
+            elif event["event"] == "fatal":
+                fatal = event["message"]
+        if process.timed_out:
+            process.kill()
+            ended = f"timed out after {timeout_s if started_any else startup_timeout_s:g} s and was killed"
+        else:
+            ended = isolated.describe_exit(process.wait())
+        tail = _tail(process.tail())
     ended_early = None
     if not started_any:
         ended_early = fatal or f"the check process {ended} before its first check{tail}"

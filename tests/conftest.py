@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 # Before anything imports huggingface_hub (it reads these once): never touch the network, and use an
@@ -25,7 +26,7 @@ import prefect  # noqa: E402, F401
 import pytest  # noqa: E402
 
 from accel.settings import get_settings  # noqa: E402
-from tests.tiny_models import build_tiny_models  # noqa: E402
+from tests.tiny_models import TINY_MODELS, build_tiny_models  # noqa: E402
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -46,10 +47,29 @@ def accel_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     get_settings.cache_clear()
 
 
+class _TinyModels(Mapping[str, Path]):
+    """name -> directory of a tiny model, each built the first time a test asks for it (a second or two
+    each; the whole set took ~20 s, paid by whichever test came first)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+
+    def __getitem__(self, name: str) -> Path:
+        if name not in TINY_MODELS:
+            raise KeyError(name)
+        return build_tiny_models(self._root, [name])[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(TINY_MODELS)
+
+    def __len__(self) -> int:
+        return len(TINY_MODELS)
+
+
 @pytest.fixture(scope="session")
-def tiny_models() -> dict[str, Path]:
-    """name -> directory of every tiny model (bert, gpt2, llama, t5, vit, wav2vec2, whisper, clip)."""
-    return build_tiny_models(_SESSION_DIR / "tiny-models")
+def tiny_models() -> Mapping[str, Path]:
+    """name -> directory of a tiny model (bert, gpt2, llama, t5, vit, wav2vec2, whisper, clip), built lazily."""
+    return _TinyModels(_SESSION_DIR / "tiny-models")
 
 
 @pytest.fixture(scope="session")

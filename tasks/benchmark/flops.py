@@ -1,20 +1,24 @@
 """FLOPs of one forward call, counted on the reference model in a process of its own.
 
-`python -m accel.tasks.benchmark.flops SKILL_DIR SHAPES_JSON` builds accel's reference model for the
-skill (tasks/reference) with eager attention, so the attention products are plain matmuls that torch's
-FlopCounterMode counts (fused SDPA kernels may go uncounted), runs one forward per (batch, seq) under
-the counter, smallest first, and prints one JSON line per shape as it is counted. A shape too large
-for this machine kills that process, not the benchmark: the shapes counted before it keep their count,
-the rest stay unknown (never guessed), with the reason.
+`python -m accel.tasks.benchmark.flops SKILL_DIR SHAPES_JSON --report-fd N` (started by tasks/isolated)
+builds accel's reference model for the skill (tasks/reference) with eager attention, so the attention
+products are plain matmuls that torch's FlopCounterMode counts (fused SDPA kernels may go uncounted),
+runs one forward per (batch, seq) under the counter, smallest first, and reports one JSON line per shape
+as it is counted. A shape too large for this machine kills that process, not the benchmark: the shapes
+counted before it keep their count, the rest stay unknown (never guessed), with the reason.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import subprocess
+import os
 import sys
 from pathlib import Path
 from typing import Any
+
+from accel.tasks import isolated
+from accel.tasks.reference import REFERENCE_PRELOAD
 
 BASIS = (
     "torch.utils.flop_counter.FlopCounterMode on the transformers reference model, eager attention, fp32: "
@@ -37,28 +41,21 @@ def count_flops(
     found: dict[tuple[int, int | None], float | None] = dict.fromkeys(shapes)
     if not shapes:
         return found, BASIS
-    try:
-        out = subprocess.run(
-            [sys.executable, "-m", "accel.tasks.benchmark.flops", str(skill_dir), json.dumps(shapes)],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-            check=False,
-        )
-        stdout, stderr, code = out.stdout, out.stderr, out.returncode
-    except subprocess.TimeoutExpired as err:
-        stdout, stderr, code = (err.stdout or b"").decode(errors="replace"), "", None
     basis = BASIS
-    for line in stdout.splitlines():
-        item = json.loads(line)
-        if "basis" in item:
-            basis = item["basis"]
-        else:
-            found[(item["batch"], item["seq"])] = item["flops"]
+    argv = [str(skill_dir), json.dumps(shapes)]
+    with isolated.start("accel.tasks.benchmark.flops:main", argv, REFERENCE_PRELOAD) as process:
+        for item in process.events(timeout_s):
+            if "basis" in item:
+                basis = item["basis"]
+            else:
+                found[(item["batch"], item["seq"])] = item["flops"]
+        if process.timed_out:
+            process.kill()
+        code = None if process.timed_out else process.wait()
+        tail = " / ".join(process.tail(2))
     missing = [s for s, v in found.items() if v is None]
     if missing:
-        why = f"timed out after {timeout_s:.0f} s" if code is None else f"exited with code {code}"
-        tail = " / ".join(stderr.strip().splitlines()[-2:])
+        why = f"timed out after {timeout_s:.0f} s" if code is None else isolated.describe_exit(code)
         basis += f". Not counted for {missing}: the counting process {why}. {tail}".rstrip()
     return found, basis
 
@@ -71,7 +68,13 @@ def main(argv: list[str] | None = None) -> int:
     from accel.tasks.model_lock import MODEL_LOADING
     from accel.tasks.reference import pristine_module
 
-    skill_dir, shapes = (argv or sys.argv[1:])[:2]
+    parser = argparse.ArgumentParser(prog="accel.tasks.benchmark.flops")
+    parser.add_argument("skill_dir")
+    parser.add_argument("shapes", help="[[batch, seq], ...] as JSON")
+    parser.add_argument("--report-fd", type=int, required=True)
+    args = parser.parse_args(argv)
+    skill_dir, shapes = args.skill_dir, args.shapes
+    report = os.fdopen(args.report_fd, "w", buffering=1)
     manifest: dict[str, Any] = read_manifest(Path(skill_dir))
     pristine = pristine_module(manifest)
     with MODEL_LOADING:
@@ -79,14 +82,14 @@ def main(argv: list[str] | None = None) -> int:
             reference, basis = pristine.build_reference(attn_implementation="eager"), BASIS
         except (ValueError, TypeError):  # a model with no eager path
             reference, basis = pristine.build_reference(), FALLBACK_BASIS
-    print(json.dumps({"basis": basis}), flush=True)
+    report.write(json.dumps({"basis": basis}) + "\n")
     for batch, seq in sorted(json.loads(shapes), key=_size):
         feeds = pristine.make_inputs(batch, seq, 0)
         tensors = {k: torch.from_numpy(v) for k, v in feeds.items()}
         counter = FlopCounterMode(display=False)
         with counter, torch.inference_mode():
             reference(**tensors)
-        print(json.dumps({"batch": batch, "seq": seq, "flops": float(counter.get_total_flops())}), flush=True)
+        report.write(json.dumps({"batch": batch, "seq": seq, "flops": float(counter.get_total_flops())}) + "\n")
     return 0
 
 

@@ -94,7 +94,7 @@ def benchmark(
                             done,
                         )
                     loads[i].append(os.getloadavg()[0])
-                    rounds[i].append(spawn_point(skill_dir, point, timeout_s))
+                    rounds[i].append(spawn_point(skill_dir, point, timeout_s, target["runtime"]))
                     loads[i].append(os.getloadavg()[0])
                     row = build_row(
                         stage.run_id,
