@@ -23,7 +23,7 @@ from accel.api.gateway import install_gateway, open_gateway
 from accel.api.limits import install_limits
 from accel.api.prefect import PrefectClient
 from accel.api.relay import RunRelay
-from accel.api.routes import benchmark, generator, hardware, health, records, results, test, workflows
+from accel.api.routes import benchmark, generator, hardware, health, keys, records, results, test, workflows
 from accel.api.runs import chain_results
 from accel.settings import Settings, get_settings
 from accel.storage import ResultsStore
@@ -38,6 +38,7 @@ ROUTERS = (
     records.router,
     hardware.router,
     health.router,
+    keys.router,
 )
 
 

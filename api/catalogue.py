@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -19,7 +20,8 @@ from accel.hardware.targets import HARDWARE, all_targets, target_status, work_po
 from accel.settings import Settings
 from accel.storage import ResultsStore
 from accel.tasks import templates
-from accel.tasks.model_refs import Source, local_models, locate
+from accel.tasks.errors import ModelRefError
+from accel.tasks.model_refs import PACKAGED_MODELS, Source, _looks_like_path, _packaged_path, local_models, locate
 
 
 class ModelEntry(BaseModel):
@@ -91,9 +93,38 @@ class TemplatesResponse(BaseModel):
     templates: list[TemplateEntry]
 
 
+def model_folders(settings: Settings) -> list[Path]:
+    """The folders a model ref that is a path may point into: ACCEL_MODELS_DIR, the Hugging Face cache and
+    the packaged models' folders. Nothing else of the API's machine is readable through a "model path"."""
+    from huggingface_hub.constants import HF_HUB_CACHE
+
+    folders = [Path(HF_HUB_CACHE)] + ([settings.models_dir] if settings.models_dir else [])
+    folders += [found[0].parent for repo in PACKAGED_MODELS if (found := _packaged_path(repo)) is not None]
+    return [f.expanduser().resolve() for f in folders]
+
+
+def _confined(ref: str, settings: Settings) -> None:
+    """ModelRefError for a path outside `model_folders`, checked before anything is read there (so the answer
+    never says whether /etc/something exists)."""
+    try:
+        candidate = Path(ref).expanduser()
+    except RuntimeError:  # ~someone with no such user: locate says so
+        return
+    if not (_looks_like_path(ref) or candidate.exists()):
+        return  # a Hub id or a packaged model's name
+    resolved = candidate.resolve()  # symlinks and .. followed: a link out of a folder is outside it
+    if not any(resolved.is_relative_to(folder) for folder in model_folders(settings)):
+        raise ModelRefError(
+            f"model path {ref!r} is outside the folders this API reads models from: put it under ACCEL_MODELS_DIR"
+            f" ({'set' if settings.models_dir else 'unset'}) or the Hugging Face cache, or name a Hub id"
+        )
+
+
 def check_model_refs(refs: list[str], settings: Settings) -> None:
-    """ModelRefError (422, naming what is accepted) for a ref that resolves to nothing here."""
+    """ModelRefError (422, naming what is accepted) for a ref that resolves to nothing here, or a path outside
+    the model folders (OWASP API8: no reading /etc through a "model path")."""
     for ref in refs:
+        _confined(ref, settings)
         locate(ref, settings.allow_download)
 
 

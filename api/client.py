@@ -11,8 +11,9 @@ Every method of `AsyncAccelClient` is the same, awaited (`stream` is an async it
 Errors: an answer that is not 2xx raises `AccelAPIError(status, error, detail)` (the API's JSON error);
 an API that cannot be reached raises `accel.tasks.errors.ServiceUnavailableError`.
 
-Defaults come from the settings: `http://{ACCEL_API_HOST}:{ACCEL_API_PORT}`, and `ACCEL_API_KEY` sent as
-`Authorization: Bearer ...`. `transport=` takes any httpx transport (tests pass `httpx.ASGITransport(app)`
+Defaults come from the settings: `http://{ACCEL_API_HOST}:{ACCEL_API_PORT}`, and `ACCEL_API_KEY` (else the
+admin key `accel up` wrote to `$ACCEL_HOME/admin.key`) sent as `Authorization: Bearer ...` on every request
+and on the WebSocket's handshake. `transport=` takes any httpx transport (tests pass `httpx.ASGITransport(app)`
 to the async client); `http_client=` an httpx client to use as it is (a starlette `TestClient` for the
 sync client, WebSockets included). `stream` opens its own WebSocket to `base_url` (httpx carries none), so
 on an ASGI transport only the sync client over a TestClient streams; over a real server both do.
@@ -65,6 +66,7 @@ __all__ = ["TERMINAL_STATUSES", "AccelAPIError", "AccelClient", "AsyncAccelClien
 TERMINAL_STATUSES = frozenset({"completed", "failed", "cancelled"})
 # The relay closes with 4404 for a run it does not know (a 404 on the socket).
 WS_RUN_NOT_FOUND = 4404
+WS_POLICY_VIOLATION = 1008
 # Models defined beside the routes or in the store (which imports duckdb) are imported when first used.
 ROUTES, CATALOGUE, STORAGE = "accel.api.routes.", "accel.api.catalogue", "accel.storage"
 
@@ -113,8 +115,7 @@ def _default_base_url() -> str:
 def _default_api_key() -> str | None:
     from accel.settings import get_settings
 
-    key = get_settings().api_key
-    return key.get_secret_value() if key is not None else None
+    return get_settings().client_api_key()
 
 
 def _ws_url(base_url: str, path: str) -> str:
@@ -434,6 +435,8 @@ def _ws_close_error(run_id: str, code: int | None, reason: str, base_url: str) -
         return None
     if code == WS_RUN_NOT_FOUND:
         return AccelAPIError(404, "run_not_found", reason or f"no run {run_id}")
+    if code == WS_POLICY_VIOLATION:  # the API refused the key (api/auth.py): like a 401/403 answer
+        return AccelAPIError(401, "authentication", reason or "the API refused the key")
     if code is not None and 4000 <= code < 5000:
         return AccelAPIError(code - 4000, "websocket_closed", reason or f"closed with {code}")
     return _unavailable(base_url, RuntimeError(f"the run's WebSocket closed with {code} {reason}".strip()))

@@ -5,7 +5,8 @@
   larger, because one chain sends many small batches. An empty bucket is a 429 with `Retry-After`.
 - Request bodies: MAX_BODY_BYTES, or MAX_INGEST_BODY_BYTES for `POST /api/results/ingest`; larger is a
   413, read no further than the cap.
-- A batch of records: MAX_INGEST_RECORDS. Models x targets of one request: MAX_RUN_CELLS (a 422 naming it).
+- A batch of records: MAX_INGEST_RECORDS (413). Models x targets of one request: `schemas.operations.MAX_RUN_CELLS`
+  (a 422 naming it).
 - Rows per results query: `storage.queries.MAX_LIMIT` per page, with `next_offset` to the next page.
 - CORS: closed (no CORS headers at all) unless `ACCEL_CORS_ORIGINS` names origins.
 """
@@ -27,7 +28,6 @@ from accel.tasks.errors import RateLimitedError
 MAX_BODY_BYTES = 1 << 20  # 1 MiB: every body but a worker's batch of rows is a few hundred bytes
 MAX_INGEST_BODY_BYTES = 64 << 20  # a batch carries each measurement's raw samples
 MAX_INGEST_RECORDS = 10_000
-MAX_RUN_CELLS = 128  # runs one request may start: models x targets
 INGEST_RATE_FACTOR = 10
 INGEST_PATH = "/api/results/ingest"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

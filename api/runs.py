@@ -12,13 +12,15 @@ from typing import Annotated, Any
 
 from fastapi import Header
 
+from accel.api.auth import Principal
 from accel.api.prefect import PrefectClient
-from accel.api.schemas.operations import ChainOutcome, ChildRun, OperationResponse, RunStatusResponse
+from accel.api.schemas.operations import ChainOutcome, ChildRun, OperationResponse, RunStatusResponse, StartedBy
 from accel.api.schemas.runs import FlowRun, seed_status
 from accel.flows.results import chain_result
 from accel.hardware.targets import Target
 from accel.storage import ResultsStore
-from accel.tasks.errors import RunNotFoundError
+from accel.storage.keys import KeyStore
+from accel.tasks.errors import PermissionDeniedError, RunNotFoundError
 
 WAITING = ("SCHEDULED", "PENDING")
 IdempotencyKey = Annotated[
@@ -26,6 +28,31 @@ IdempotencyKey = Annotated[
     Header(alias="Idempotency-Key", max_length=200, description="A retried POST with this key returns the same run"),
 ]
 CHAIN_STAGES = ("generate", "test", "benchmark")
+KEY_TAG = "accel-key:"  # the flow-run tag naming the key that started a run (its id, never its secret)
+
+
+def key_tag(principal: Principal) -> str:
+    return f"{KEY_TAG}{principal.key_id}"
+
+
+def started_by(tags: list[str], keys: KeyStore | None) -> StartedBy | None:
+    """The key that started a run, from its tag; its name from the key store (it may have been revoked since)."""
+    key_id = next((t.removeprefix(KEY_TAG) for t in tags if t.startswith(KEY_TAG)), None)
+    if key_id is None:
+        return None
+    record = keys.get(key_id) if keys is not None else None
+    return StartedBy(key_id=key_id, name=record.name if record else None)
+
+
+def ensure_may_control(principal: Principal, run: FlowRun) -> None:
+    """Only an admin, or the key that started the run, may cancel it (OWASP API1: object-level authorization)."""
+    if "admin" in principal.scopes:
+        return
+    if key_tag(principal) in run.tags:
+        return
+    raise PermissionDeniedError(
+        f"run {run.id} was not started by key {principal.key_id}: a run key cancels only the runs it started"
+    )
 
 
 def stage_deployment(flow: str, target: str) -> str:
@@ -38,11 +65,16 @@ async def start_run(
     deployment: str,
     parameters: dict[str, Any],
     kind: str,
+    principal: Principal,
     idempotency_key: str | None = None,
 ) -> OperationResponse:
-    """Create a flow run of `deployment` (returns at once; a worker of its pool picks it up)."""
+    """Create a flow run of `deployment` (returns at once; a worker of its pool picks it up), tagged with the
+    key that started it."""
+    if idempotency_key:  # one key's retry is not another key's run
+        idempotency_key = f"{principal.key_id}:{idempotency_key}"
+    tags = ["accel", "api", key_tag(principal)]
     run = await prefect.create_run(
-        deployment, {**parameters, "trigger": "api"}, idempotency_key=idempotency_key, tags=["accel", "api"]
+        deployment, {**parameters, "trigger": "api"}, idempotency_key=idempotency_key, tags=tags
     )
     waiting = await waiting_for(prefect, run)
     return OperationResponse(
@@ -53,6 +85,7 @@ async def start_run(
         message=waiting or f"{kind} run {run.name} is {(run.state_name or 'scheduled').lower()}",
         started_at=run.created or datetime.now(UTC),
         run_url=run.run_url,
+        started_by=StartedBy(key_id=principal.key_id, name=principal.name),
     )
 
 
@@ -88,9 +121,15 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return max(0.0, ((end or datetime.now(UTC)) - start).total_seconds())
 
 
-async def run_status(prefect: PrefectClient, run_id: str, kinds: tuple[str, ...] | None = None) -> RunStatusResponse:
+async def run_status(
+    prefect: PrefectClient,
+    run_id: str,
+    kinds: tuple[str, ...] | None = None,
+    keys: KeyStore | None = None,
+    run: FlowRun | None = None,
+) -> RunStatusResponse:
     """The status of run `run_id`; RunNotFoundError when there is none (or it is not one of `kinds`)."""
-    run = await prefect.read_run(run_id)
+    run = run or await prefect.read_run(run_id)
     if kinds is not None and run.flow_name not in kinds:
         raise RunNotFoundError(
             f"run {run_id} is a {run.flow_name} run, not a {' or '.join(kinds)} run: see /api/workflows/{run_id}"
@@ -137,10 +176,11 @@ async def run_status(prefect: PrefectClient, run_id: str, kinds: tuple[str, ...]
         finished_at=run.end_time,
         run_url=run.run_url,
         children=child_rows,
+        started_by=started_by(run.tags, keys),
     )
 
 
-def brief_status(run: FlowRun) -> RunStatusResponse:
+def brief_status(run: FlowRun, keys: KeyStore | None = None) -> RunStatusResponse:
     """A run's status from its Prefect record alone (for lists: no progress, no children)."""
     return RunStatusResponse(
         run_id=run.id,
@@ -156,6 +196,7 @@ def brief_status(run: FlowRun) -> RunStatusResponse:
         started_at=run.start_time,
         finished_at=run.end_time,
         run_url=run.run_url,
+        started_by=started_by(run.tags, keys),
     )
 
 

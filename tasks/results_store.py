@@ -31,7 +31,9 @@ def api_holding_file(settings: Settings) -> str | None:
 
     url = f"http://{settings.api_host}:{settings.api_port}"
     try:
-        health = httpx.get(f"{url}/api/health", timeout=2.0).json()
+        key = settings.client_api_key()  # the file's path is told to callers with a key only
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        health = httpx.get(f"{url}/api/health", headers=headers, timeout=2.0).json()
     except (httpx.HTTPError, ValueError):
         return None
     held = health.get("results_file") if isinstance(health, dict) else None
@@ -47,7 +49,7 @@ def open_results_store(settings: Settings | None = None) -> AnyResultsStore:
         return HttpResultsStore(
             url,
             outbox=outbox_path(settings),
-            api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            api_key=settings.client_api_key(),
             timeout_s=settings.db_timeout_s + 15.0,  # past the API's own wait for the file's lock
             unavailable=ServiceUnavailableError,
         )

@@ -6,7 +6,7 @@ from fastapi import APIRouter, WebSocket
 from pydantic import BaseModel
 
 from accel.api.catalogue import HardwareResponse, ModelsResponse, check_model_refs, hardware_report, models_report
-from accel.api.deps import PrefectDep, SettingsDep, StoreDep
+from accel.api.deps import KeysDep, PrefectDep, PrincipalDep, SettingsDep, StoreDep
 from accel.api.runs import IdempotencyKey, run_status, stage_deployment, start_run
 from accel.api.schemas.operations import BenchmarkRunRequest, OperationResponse, RunStatusResponse
 from accel.storage import MeasurementRecord
@@ -39,17 +39,22 @@ def bench_params(bench: dict) -> dict:
 
 @router.post("/run", status_code=202)
 async def run_benchmark(
-    request: BenchmarkRunRequest, prefect: PrefectDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+    request: BenchmarkRunRequest,
+    prefect: PrefectDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> OperationResponse:
     """Benchmark one model on one target (its skill is generated first, or reused)."""
     check_model_refs([request.model], settings)
     params = {"model": request.model, "target": request.target, "bench": bench_params(request.bench())}
-    return await start_run(prefect, stage_deployment("benchmark", request.target), params, "benchmark", idempotency_key)
+    deployment = stage_deployment("benchmark", request.target)
+    return await start_run(prefect, deployment, params, "benchmark", principal, idempotency_key)
 
 
 @router.get("/status/{run_id}")
-async def benchmark_status(run_id: str, prefect: PrefectDep) -> RunStatusResponse:
-    return await run_status(prefect, run_id, KIND)
+async def benchmark_status(run_id: str, prefect: PrefectDep, keys: KeysDep) -> RunStatusResponse:
+    return await run_status(prefect, run_id, KIND, keys)
 
 
 @router.get("/results/{run_id}")

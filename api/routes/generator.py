@@ -15,7 +15,7 @@ from accel.api.catalogue import (
     hardware_report,
     templates_report,
 )
-from accel.api.deps import PrefectDep, SettingsDep, StoreDep
+from accel.api.deps import KeysDep, PrefectDep, PrincipalDep, SettingsDep, StoreDep
 from accel.api.runs import IdempotencyKey, run_status, stage_deployment, start_run
 from accel.api.schemas.operations import (
     BatchOperationResponse,
@@ -87,17 +87,25 @@ def _generation(store: ResultsStore, task_id: str) -> tuple[GeneratedSkillRespon
 
 @router.post("/model", status_code=202)
 async def generate_model(
-    request: GenerateRequest, prefect: PrefectDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+    request: GenerateRequest,
+    prefect: PrefectDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> OperationResponse:
     """Generate the skill of one model for one target (reused when it exists, unless `force`)."""
     check_model_refs([request.model], settings)
     deployment = stage_deployment("generate", request.target)
-    return await start_run(prefect, deployment, request.model_dump(), "generate", idempotency_key)
+    return await start_run(prefect, deployment, request.model_dump(), "generate", principal, idempotency_key)
 
 
 @router.post("/batch", status_code=202)
 async def generate_batch(
-    request: GenerateBatchRequest, prefect: PrefectDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+    request: GenerateBatchRequest,
+    prefect: PrefectDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchOperationResponse:
     """One generation task per model x target, each its own run."""
     check_model_refs(request.models, settings)
@@ -106,13 +114,14 @@ async def generate_batch(
         for target in request.targets:
             key = f"{idempotency_key}:{model}:{target}" if idempotency_key else None
             params = {"model": model, "target": target, "force": request.force}
-            operations.append(await start_run(prefect, stage_deployment("generate", target), params, "generate", key))
+            deployment = stage_deployment("generate", target)
+            operations.append(await start_run(prefect, deployment, params, "generate", principal, key))
     return BatchOperationResponse(operations=operations)
 
 
 @router.get("/status/{task_id}")
-async def generator_status(task_id: str, prefect: PrefectDep) -> RunStatusResponse:
-    return await run_status(prefect, task_id, KIND)
+async def generator_status(task_id: str, prefect: PrefectDep, keys: KeysDep) -> RunStatusResponse:
+    return await run_status(prefect, task_id, KIND, keys)
 
 
 @router.get("/result/{task_id}")

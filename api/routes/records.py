@@ -15,10 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from accel.api.deps import StoreDep
+from accel.api.limits import MAX_INGEST_RECORDS
 from accel.storage import IngestResult, RecordBatch, RunFamily, RunRecord
 from accel.storage.records import RunStatus
 from accel.storage.store import RecordsRejectedError
-from accel.tasks.errors import RequestError, RunNotFoundError
+from accel.tasks.errors import PayloadTooLargeError, RequestError, RunNotFoundError
 
 router = APIRouter(prefix="/api/results", tags=["results"])
 
@@ -40,6 +41,10 @@ async def strict_batch(request: Request) -> RecordBatch:
 def ingest(body: RecordBatch, batch: Annotated[RecordBatch, Depends(strict_batch)], store: StoreDep) -> IngestResult:
     """Apply a batch of result records: idempotent upserts, then the runs it closes; all of it or nothing."""
     del body  # the lax parse FastAPI documents; `batch` is the strict one
+    if batch.size() > MAX_INGEST_RECORDS:
+        raise PayloadTooLargeError(
+            f"batch {batch.batch_id} carries {batch.size()} records: at most {MAX_INGEST_RECORDS} per batch"
+        )
     try:
         return store.apply(batch)
     except KeyError as err:
@@ -58,7 +63,7 @@ def list_runs(
     status: Annotated[RunStatus | None, Query(description="Only runs with this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many, newest first.")] = 100,
 ) -> list[RunRecord]:
-    """Run rows, newest first (what `HttpResultsStore.list_runs` reads)."""
+    """Run rows, newest first (what `HttpResultsStore.list_runs` reads): the newest `limit` (1000 at most)."""
     return store.list_runs(kind=kind, status=status, limit=limit)
 
 

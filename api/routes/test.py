@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, WebSocket
 from pydantic import BaseModel
 
 from accel.api.catalogue import HardwareResponse, ModelsResponse, check_model_refs, hardware_report, models_report
-from accel.api.deps import PrefectDep, SettingsDep, StoreDep
-from accel.api.runs import IdempotencyKey, brief_status, run_status, stage_deployment, start_run
+from accel.api.deps import KeysDep, PrefectDep, PrincipalDep, SettingsDep, StoreDep
+from accel.api.runs import IdempotencyKey, brief_status, ensure_may_control, run_status, stage_deployment, start_run
 from accel.api.schemas.operations import OperationResponse, RunList, RunStatusResponse, TestRunRequest
 from accel.storage import CheckRecord
 from accel.tasks.errors import RunNotFoundError
@@ -29,17 +29,21 @@ class TestResults(BaseModel):
 
 @router.post("/run", status_code=202)
 async def run_test(
-    request: TestRunRequest, prefect: PrefectDep, settings: SettingsDep, idempotency_key: IdempotencyKey = None
+    request: TestRunRequest,
+    prefect: PrefectDep,
+    settings: SettingsDep,
+    principal: PrincipalDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> OperationResponse:
     """Test one model on one target: generates its skill first (reused when it exists), then runs the checks."""
     check_model_refs([request.model], settings)
     deployment = stage_deployment("test", request.target)
-    return await start_run(prefect, deployment, request.model_dump(), "test", idempotency_key)
+    return await start_run(prefect, deployment, request.model_dump(), "test", principal, idempotency_key)
 
 
 @router.get("/status/{run_id}")
-async def test_status(run_id: str, prefect: PrefectDep) -> RunStatusResponse:
-    return await run_status(prefect, run_id, KIND)
+async def test_status(run_id: str, prefect: PrefectDep, keys: KeysDep) -> RunStatusResponse:
+    return await run_status(prefect, run_id, KIND, keys)
 
 
 @router.get("/results/{run_id}")
@@ -61,17 +65,23 @@ async def test_results(run_id: str, store: StoreDep) -> TestResults:
 
 @router.get("/runs")
 async def test_runs(
-    prefect: PrefectDep, limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+    prefect: PrefectDep,
+    keys: KeysDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
 ) -> RunList:
     runs = await prefect.list_runs(list(KIND), limit=limit, offset=offset)
-    return RunList(runs=[brief_status(r) for r in runs], limit=limit, offset=offset)
+    return RunList.page([brief_status(r, keys) for r in runs], limit, offset)
 
 
 @router.post("/cancel/{run_id}")
-async def cancel_test(run_id: str, prefect: PrefectDep) -> RunStatusResponse:
-    await run_status(prefect, run_id, KIND)  # 404 for a run that is not a test run
+async def cancel_test(run_id: str, prefect: PrefectDep, keys: KeysDep, principal: PrincipalDep) -> RunStatusResponse:
+    """Cancel a test run: an admin any, a run key only the runs it started (403 otherwise)."""
+    run = await prefect.read_run(run_id)
+    await run_status(prefect, run_id, KIND, run=run)  # 404 for a run that is not a test run
+    ensure_may_control(principal, run)
     await prefect.cancel(run_id)
-    return await run_status(prefect, run_id, KIND)
+    return await run_status(prefect, run_id, KIND, keys)
 
 
 @router.get("/models")

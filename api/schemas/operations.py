@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from accel.api.schemas.runs import Status as SeedStatus
@@ -19,6 +19,8 @@ from accel.tasks.levels import LEVEL_NAMES
 
 Level = Literal["basic", "comprehensive", "fault_tolerance"]
 assert set(LEVEL_NAMES) == set(Level.__args__)  # one list of levels
+
+MAX_RUN_CELLS = 128  # runs one request may start: models x targets (OWASP API4)
 
 # A model ref is a Hub id (org/name[@revision]), a packaged model or a local path: printable, no control
 # characters, bounded. Whether it resolves is the worker's answer (it may have models this host lacks).
@@ -73,11 +75,24 @@ class _Shapes(_Request):
         return bench
 
 
+def _cells(models: list[str], targets: list[str]) -> None:
+    if len(models) * len(targets) > MAX_RUN_CELLS:
+        raise ValueError(
+            f"{len(models)} models x {len(targets)} targets is {len(models) * len(targets)} runs: at most "
+            f"{MAX_RUN_CELLS} per request; split it"
+        )
+
+
 class PipelineRequest(_Shapes):
     models: list[ModelRef] = Field(min_length=1, max_length=64, examples=[["sentence-transformers/all-MiniLM-L6-v2"]])
     targets: list[TargetName] = Field(min_length=1, max_length=32, examples=[["cpu/torch", "cpu/onnxruntime"]])
     level: Level = "comprehensive"
     force: bool = Field(False, description="Generate the skills again.")
+
+    @model_validator(mode="after")
+    def _capped(self) -> PipelineRequest:
+        _cells(self.models, self.targets)
+        return self
 
 
 class TestRunRequest(_Request):
@@ -97,6 +112,11 @@ class GenerateBatchRequest(_Request):
     targets: list[TargetName] = Field(min_length=1, max_length=32)
     force: bool = False
 
+    @model_validator(mode="after")
+    def _capped(self) -> GenerateBatchRequest:
+        _cells(self.models, self.targets)
+        return self
+
 
 class BenchmarkRunRequest(_Shapes):
     model: ModelRef = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
@@ -114,6 +134,13 @@ class NightlyRequest(_Request):
     matrix: str | None = Field(None, description="A matrix file on the worker (default: nightly.yaml).")
 
 
+class StartedBy(BaseModel):
+    """The API key that started a run: its id and name, never its secret."""
+
+    key_id: str
+    name: str | None = Field(None, description="None when the key is not in this API's key store")
+
+
 class OperationResponse(BaseModel):
     """What every POST answers at once: the run it started (its id is the Prefect flow-run id)."""
 
@@ -125,6 +152,7 @@ class OperationResponse(BaseModel):
     started_at: datetime
     run_url: str | None = Field(None, description="The run in the Prefect UI")
     data: dict[str, Any] | None = None
+    started_by: StartedBy | None = None
 
 
 class BatchOperationResponse(BaseModel):
@@ -163,6 +191,7 @@ class RunStatusResponse(BaseModel):
     finished_at: datetime | None = None
     run_url: str | None = None
     children: list[ChildRun] = Field(default_factory=list)
+    started_by: StartedBy | None = Field(None, description="The API key that started it (runs started elsewhere: none)")
 
 
 class ChainOutcome(ChainResult):
@@ -181,3 +210,8 @@ class RunList(BaseModel):
     runs: list[RunStatusResponse]
     limit: int
     offset: int
+    next_offset: int | None = Field(None, description="The offset of the next page; None on the last page")
+
+    @classmethod
+    def page(cls, runs: list[RunStatusResponse], limit: int, offset: int) -> RunList:
+        return cls(runs=runs, limit=limit, offset=offset, next_offset=offset + limit if len(runs) == limit else None)

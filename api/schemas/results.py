@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 Metric = Literal["p50_ms", "tokens_per_s", "samples_per_s", "mfu", "peak_rss_bytes"]
 ExportFormat = Literal["csv", "parquet", "json"]
@@ -18,8 +18,15 @@ HistoryVerdict = Literal["first", "improved", "regressed", "unchanged", "inconcl
 
 class _Page(BaseModel):
     total: int = Field(description="Rows on all pages.")
-    limit: int
+    limit: int = Field(description="Rows per page (at most storage.queries.MAX_LIMIT).")
     offset: int
+    next_offset: int | None = Field(None, description="`offset` of the next page; None on the last page.")
+
+    @model_validator(mode="after")
+    def _next(self) -> _Page:
+        if self.next_offset is None and self.offset + self.limit < self.total:
+            self.next_offset = self.offset + self.limit
+        return self
 
 
 class SummaryRow(BaseModel):
