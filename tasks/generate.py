@@ -8,13 +8,13 @@ failure leaves nothing half-written behind.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import sys
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -28,7 +28,8 @@ from accel.settings import get_settings
 from accel.storage import SkillRecord
 from accel.tasks import templates
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
-from accel.tasks.export import EXPORTERS, export, quantize_int8, silenced_output
+from accel.tasks.export import EXPORTERS, ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
+from accel.tasks.export_cache import export_key, file_sha256, shared_export
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
 from accel.tasks.model_lock import MODEL_LOADING
@@ -50,6 +51,8 @@ _GENERATION_CHECK_TOKENS = 4
 _STALE_STAGING_S = 3600
 
 Progress = Callable[[str, float], None]
+DeviceGuard = Callable[[], AbstractContextManager[Any]]
+_no_guard: DeviceGuard = nullcontext
 
 
 class GeneratedSkill(BaseModel):
@@ -114,6 +117,33 @@ class _Attempt(BaseModel):
     error: str | None = None
 
 
+def _export_key(
+    identity: dict[str, Any],
+    exporter: str,
+    example: dict[str, Any],
+    inputs: dict[str, dict[str, Any]],
+    output_names: list[str],
+) -> str:
+    """The shared export's key: everything `export` makes an ONNX graph from (tasks/export_cache)."""
+    import onnx
+    import torch
+
+    facts = {
+        **identity,
+        "exporter": exporter,
+        "opset": ONNX_OPSET,
+        "dtype": "float32",
+        "device": "cpu",
+        "input_names": list(inputs),
+        "inputs": inputs,
+        "dynamic_axes": dynamic_axes(inputs),
+        "output_names": output_names,
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+    }
+    return export_key(facts, example)
+
+
 def _try_exporter(
     module: ModuleType,
     reference: Any,
@@ -122,30 +152,72 @@ def _try_exporter(
     artifact: Path,
     iface: Interface,
     family: str,
+    identity: dict[str, Any],
     progress: Progress,
+    device_guard: DeviceGuard,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Export with one exporter and validate the skill it gives; (artifact facts, validation facts)."""
+    """Export with one exporter and validate the skill it gives; (artifact facts, validation facts).
+
+    onnxruntime and OpenVINO take their fp32 graph from the shared export cache (tasks/export_cache):
+    the second runtime of a model does not export it again, and int8 quantizes its own copy of it.
+    The cache entry stays locked until this skill has validated it, so only a validated export is kept.
+    """
     example_sizes, check_sizes = _check_shapes(module)
     example = module.make_inputs(example_sizes["batch"], example_sizes.get("seq"), seed=0)
-    example_outputs = module.run_reference(reference, module.check_inputs(example))
+    with silenced_output():
+        example_outputs = module.run_reference(reference, module.check_inputs(example))
     output_names = list(example_outputs)
-    progress(f"export ({exporter})", 0.3)
-    started = time.perf_counter()
-    facts = export(
-        reference,
-        example,
-        module.INPUTS,
-        output_names,
-        exporter,
-        artifact,
-        device=target.torch_device if target.runtime == "torch" else "cpu",
-        dtype=TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32",
-    )
-    if target.runtime == "onnxruntime" and target.precision == "int8":
-        facts.update(quantize_int8(artifact))
-    facts["export_s"] = round(time.perf_counter() - started, 3)
+    onnx_runtime = target.runtime != "torch"
+    with ExitStack() as stack:
+        shared = None
+        if onnx_runtime:
+            key = _export_key(identity, exporter, example, module.INPUTS, output_names)
+            shared = stack.enter_context(shared_export(key, artifact))
+        started = time.perf_counter()
+        if shared is not None and shared.reused:
+            progress(f"export ({exporter}: the shared export, reused)", 0.3)
+            facts = dict(shared.meta["facts"])
+        else:
+            progress(f"export ({exporter})", 0.3)
+            with silenced_output():
+                facts = export(
+                    reference,
+                    example,
+                    module.INPUTS,
+                    output_names,
+                    exporter,
+                    artifact,
+                    device="cpu" if onnx_runtime else target.torch_device,
+                    dtype="float32" if onnx_runtime else TORCH_DTYPES[target.precision],
+                )
+        facts["export_s"] = round(time.perf_counter() - started, 3)
+        export_facts = dict(facts)
+        if target.runtime == "onnxruntime" and target.precision == "int8":
+            with silenced_output():
+                facts.update(quantize_int8(artifact))
+            facts["export_s"] = round(time.perf_counter() - started, 3)
+        progress("validate against the reference", 0.7)
+        with device_guard(), silenced_output():  # the skill runs on the target's device from here on
+            validation = _validate(module, reference, target, exporter, iface, family, example_sizes, check_sizes)
+        if shared is not None:
+            if target.precision != "int8":  # an int8 skill validated its quantized graph, not the fp32 one
+                shared.store(export_facts)
+            facts["shared_export"] = shared.manifest_facts()
+    validation["outputs"] = _shapes(example_sizes, example_outputs, check_sizes, validation["outputs"])
+    return facts, validation
 
-    progress("validate against the reference", 0.7)
+
+def _validate(
+    module: ModuleType,
+    reference: Any,
+    target: Target,
+    exporter: str,
+    iface: Interface,
+    family: str,
+    example_sizes: dict[str, int],
+    check_sizes: dict[str, int],
+) -> dict[str, Any]:
+    """The skill against the reference on shapes the export never saw, and on a single row."""
     started = time.perf_counter()
     skill = module.Skill().load()
     skill._reference = reference if target.precision == "fp32" and target.torch_device == "cpu" else None
@@ -190,9 +262,9 @@ def _try_exporter(
         "per_output": comparison.per_output,
         "generation_tokens_equal": tokens_equal,
         "validate_s": round(time.perf_counter() - started, 3),
-        "outputs": _shapes(example_sizes, example_outputs, check_sizes, outputs),
+        "outputs": outputs,
     }
-    return facts, validation
+    return validation
 
 
 def _build(
@@ -203,11 +275,26 @@ def _build(
     skill_id: str,
     staging: Path,
     progress: Progress,
+    device_guard: DeviceGuard,
 ) -> dict[str, Any]:
-    """Render, export and validate into `staging`; returns the manifest. Raises GenerationError."""
+    """Render, export and validate into `staging`; returns the manifest. Raises GenerationError.
+
+    `device_guard` is held while the work runs on the target's device: the validation, and for torch
+    on an accelerator everything (its reference and its export run there too).
+    """
     _copy_assets(model.path, staging / "assets")
     attempts: list[_Attempt] = []
     reference = None
+    identity = {
+        "model_revision": model.revision,
+        "architecture": model.architecture,
+        "task": model.task,
+        "template": template.name,
+        "template_version": template.version,
+        "generator_version": GENERATOR_VERSION,
+    }
+    on_device = target.runtime == "torch" and target.torch_device != "cpu"
+    whole_guard, validation_guard = (device_guard, _no_guard) if on_device else (_no_guard, device_guard)
     for number, (exporter, artifact_name) in enumerate(EXPORTERS[target.runtime]):
         progress("render skill.py", 0.1)
         source = templates.render(template, render_context(model, target, template, iface, artifact_name))
@@ -216,15 +303,24 @@ def _build(
         module = import_skill(staging / "skill.py", module_name)
         artifact = staging / artifact_name
         try:
-            if reference is None or target.runtime == "torch":
-                progress("load the reference model", 0.2)
-                dtype = TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
-                device = target.torch_device if target.runtime == "torch" else "cpu"
-                with MODEL_LOADING:
-                    reference = module.build_reference(dtype=dtype, device=device)
-            with silenced_output():
+            with whole_guard():
+                if reference is None or target.runtime == "torch":
+                    progress("load the reference model", 0.2)
+                    dtype = TORCH_DTYPES[target.precision] if target.runtime == "torch" else "float32"
+                    device = target.torch_device if target.runtime == "torch" else "cpu"
+                    with MODEL_LOADING:
+                        reference = module.build_reference(dtype=dtype, device=device)
                 facts, validation = _try_exporter(
-                    module, reference, target, exporter, artifact, iface, model.family, progress
+                    module,
+                    reference,
+                    target,
+                    exporter,
+                    artifact,
+                    iface,
+                    model.family,
+                    identity,
+                    progress,
+                    validation_guard,
                 )
         except Exception as err:  # any exporter failure: record it, clean up, try the next one
             attempts.append(_Attempt(exporter=exporter, error=f"{type(err).__name__}: {err}"[:2000]))
@@ -237,7 +333,7 @@ def _build(
         facts.update(
             file=artifact_name,
             bytes=artifact.stat().st_size,
-            sha256=hashlib.sha256(artifact.read_bytes()).hexdigest(),
+            sha256=file_sha256(artifact),
         )
         return _manifest(model, target, template, iface, skill_id, facts, validation, attempts)
     raise GenerationError(
@@ -321,14 +417,18 @@ def generate(
     out_dir: Path | None = None,
     force: bool = False,
     progress: Progress = _quiet,
+    device_guard: DeviceGuard | None = None,
 ) -> GeneratedSkill:
     """Generate (or reuse) the skill for `ref` on `target`.
+
+    `device_guard`, when given, is entered around the work that runs on the target's device: the
+    pipeline passes the device slot when it generates beside a benchmark on that device.
 
     Raises ModelRefError / UnsupportedModelError / TargetError / UnsupportedTargetError for requests
     that cannot be served, GenerationError when generation ran and no exporter produced a skill that
     matches the reference.
     """
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), datetime.now(UTC).isoformat()
     target = Target.parse(target)
     progress("resolve the model", 0.0)
     model = ref if isinstance(ref, ResolvedModel) else resolve_model(ref)
@@ -357,7 +457,8 @@ def generate(
     staging.mkdir()
     try:
         with MODEL_LOADING:  # exporters and output redirection are process-wide too: one generation at a time
-            manifest = _build(model, target, template, iface, skill_id, staging, progress)
+            manifest = _build(model, target, template, iface, skill_id, staging, progress, device_guard or _no_guard)
+        manifest["started_at"] = started_at
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         progress("publish", 0.95)
