@@ -35,23 +35,31 @@ import contextlib
 import hmac
 import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import websockets
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocketException
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Subprotocol
 
+from accel.api.auth import guard
 from accel.api.components import COMPONENTS, Component, component_prefixes, owns
 from accel.api.errors import error_response
+from accel.api.limits import body_cap
 from accel.settings import Settings
 from accel.tasks.errors import (
     REQUEST_ERRORS,
+    AuthenticationError,
+    PayloadTooLargeError,
     ServiceUnavailableError,
     UpstreamTimeoutError,
     UpstreamUnavailableError,
@@ -87,9 +95,6 @@ CLOSE_TRY_AGAIN = 1013
 CLOSE_BAD_GATEWAY = 1014
 WS_MAX_SIZE = 16 * 2**20  # uvicorn's own limit on a frame
 
-# (scope, headers) -> the headers that say who the caller is, or raises a request error (401/403).
-Authenticator = Callable[[Scope, dict[str, str]], Awaitable[dict[str, str]]]
-
 
 @dataclass(frozen=True)
 class Upstream:
@@ -108,18 +113,17 @@ def _request_headers(scope: Scope, drop: Iterable[str] = ()) -> list[tuple[str, 
     skip = HOP_BY_HOP | CREDENTIALS | named | {"host", *drop}
     kept = [(k, v) for k, v in raw if k not in skip and not k.startswith("x-accel-")]
     host = next((v for k, v in raw if k == "host"), None)
-    client = scope.get("client")
-    if client:
-        earlier = next((v for k, v in raw if k == "x-forwarded-for"), None)
-        kept = [(k, v) for k, v in kept if k != "x-forwarded-for"]
-        kept.append(("x-forwarded-for", f"{earlier}, {client[0]}" if earlier else client[0]))
+    # The gateway is the edge: what a client claims in X-Forwarded-* is replaced by what the gateway saw.
+    kept = [(k, v) for k, v in kept if not k.startswith("x-forwarded-")]
+    if client := scope.get("client"):
+        kept.append(("x-forwarded-for", client[0]))
     if host:
         kept.append(("x-forwarded-host", host))
     kept.append(("x-forwarded-proto", scope.get("scheme", "http")))
     return kept
 
 
-def _target(upstream: Upstream, scope: Scope, base: str) -> str:
+def _target(scope: Scope, base: str) -> str:
     path = scope.get("raw_path") or scope["path"].encode()
     query = scope.get("query_string") or b""
     return base + path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
@@ -143,10 +147,12 @@ async def _body(receive: Receive) -> AsyncIterator[bytes]:
 
 async def send_error(send: Send, err: Exception) -> None:
     """`err` as the API's `{"error", "detail"}` JSON, straight onto the ASGI channel."""
-    response = error_response(http_status(err) or 500, error_kind(err), str(err))
+    headers = dict(getattr(err, "headers", None) or {})  # WWW-Authenticate of a 401, Retry-After of a 429
     if isinstance(err, ServiceUnavailableError):
-        response.headers["Retry-After"] = "5"
-    await response({"type": "http"}, _no_receive, send)
+        headers["Retry-After"] = "5"
+    await error_response(http_status(err) or 500, error_kind(err), str(err), headers)(
+        {"type": "http"}, _no_receive, send
+    )
 
 
 async def _no_receive() -> Message:  # a JSONResponse never reads the request
@@ -192,7 +198,7 @@ class Gateway:
         headers = _request_headers(scope) + self._trust_headers(identity)
         request = self.http.build_request(
             scope["method"],
-            _target(upstream, scope, upstream.url),
+            _target(scope, upstream.url),
             headers=headers,
             content=_body(receive) if _has_body(scope) else None,
         )
@@ -228,7 +234,7 @@ class Gateway:
         subprotocols = [Subprotocol(p) for p in websocket.scope.get("subprotocols") or ()]
         try:
             peer = await connect(
-                _target(upstream, websocket.scope, upstream.ws_url),
+                _target(websocket.scope, upstream.ws_url),
                 additional_headers=headers,
                 subprotocols=subprotocols or None,
                 open_timeout=self.timeout_s,
@@ -293,42 +299,90 @@ async def _relay(websocket: WebSocket, peer: ClientConnection) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-async def _no_identity(scope: Scope, headers: dict[str, str]) -> dict[str, str]:
-    return {}
+def _route(upstream: Upstream, scope: Scope) -> BaseRoute | None:
+    """The component's own route the request names (its path template decides the scope it needs)."""
+    for router in COMPONENTS[upstream.component]:
+        for route in router.routes:
+            if route.matches(scope)[0] is Match.FULL:
+                return route
+    return None
+
+
+def _declared_too_large(scope: Scope) -> int | None:
+    """The body cap a declared Content-Length exceeds (checked here, where the body is never read whole)."""
+    declared = dict(scope["headers"]).get(b"content-length")
+    cap = body_cap(scope["path"])
+    return cap if declared is not None and declared.isdigit() and int(declared) > cap else None
 
 
 class GatewayMiddleware:
-    """Sends each request under a forwarded component's prefixes to its upstream (`app.state.gateway`)."""
+    """Sends each request under a forwarded component's prefixes to its upstream (`app.state.gateway`).
 
-    def __init__(self, app: ASGIApp, authenticate: Authenticator = _no_identity):
+    The request is admitted first by api/auth.py's `guard`, the same check an in-process route gets (the
+    component's route template decides its scope; a WebSocket may authenticate by its first message), and
+    goes up with the principal it was admitted as.
+    """
+
+    def __init__(self, app: ASGIApp):
         self.app = app
-        self.authenticate = authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gateway: Gateway | None = getattr(scope["app"].state, "gateway", None) if "app" in scope else None
         upstream = gateway.upstream_for(scope["path"]) if gateway and scope["type"] in ("http", "websocket") else None
         if upstream is None:
             return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        route = _route(upstream, scope)
+        admitted: Scope = {**scope, "route": route, "state": {}} if route is not None else {**scope, "state": {}}
         if scope["type"] == "http":
+            connection = Request(admitted, receive)
             try:
-                identity = await self.authenticate(scope, headers)
+                if (cap := _declared_too_large(scope)) is not None:
+                    raise PayloadTooLargeError(
+                        f"the request body is larger than this endpoint accepts: at most {cap} bytes"
+                    )
+                await guard(connection)
             except REQUEST_ERRORS as err:
                 return await send_error(send, err)
+            identity = {PRINCIPAL_HEADER: principal_json(connection.state.principal)}
             return await gateway.forward_http(upstream, scope, receive, send, identity)
-        websocket = WebSocket(scope, receive, send)
+        websocket = WebSocket(admitted, receive, send)
         try:
-            identity = await self.authenticate(scope, headers)
-        except REQUEST_ERRORS as err:
-            await websocket.accept()
-            return await websocket.close(CLOSE_POLICY, reason=str(err)[:120])
-        await gateway.forward_websocket(upstream, websocket, identity, accepted=False)
+            await guard(websocket)
+        except (WebSocketException, *REQUEST_ERRORS) as err:
+            if websocket.client_state == WebSocketState.CONNECTING:
+                await websocket.accept()  # accepted, so the client reads the close code and reason
+            code = err.code if isinstance(err, WebSocketException) else CLOSE_POLICY
+            reason = err.reason if isinstance(err, WebSocketException) else str(err)
+            return await websocket.close(code, reason=(reason or "")[:120])
+        identity = {PRINCIPAL_HEADER: principal_json(websocket.state.principal)}
+        accepted = websocket.client_state != WebSocketState.CONNECTING  # by a first-message authentication
+        await gateway.forward_websocket(upstream, websocket, identity, accepted)
 
 
-def secret_matches(headers: dict[str, str], secret: str) -> bool:
+class UpstreamGuard:
+    """A component served with ACCEL_GATEWAY_SECRET answers only the gateway: a 401 (or 1008) for the rest."""
+
+    def __init__(self, app: ASGIApp, secret: str):
+        self.app = app
+        self.secret = secret
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket") or secret_matches(scope, self.secret):
+            return await self.app(scope, receive, send)
+        refused = AuthenticationError(
+            "this accel component answers only its gateway (ACCEL_GATEWAY_SECRET): send the request to the gateway"
+        )
+        if scope["type"] == "http":
+            return await send_error(send, refused)
+        websocket = WebSocket(scope, receive, send)
+        await websocket.accept()
+        await websocket.close(CLOSE_POLICY, reason=str(refused)[:120])
+
+
+def secret_matches(scope: Scope, secret: str) -> bool:
     """Whether the request carries the gateway's secret (constant-time, so timing tells nothing of it)."""
-    sent = headers.get(SECRET_HEADER, "")
-    return hmac.compare_digest(sent.encode(), secret.encode())
+    sent = next((v for k, v in scope["headers"] if k.lower() == SECRET_HEADER.encode()), b"")
+    return hmac.compare_digest(sent, secret.encode())
 
 
 def principal_json(principal: Any) -> str:
@@ -346,5 +400,20 @@ def open_gateway(settings: Settings, upstreams: dict[str, str]) -> Gateway | Non
 
 def install_gateway(app: FastAPI, settings: Settings, component: Component | None, upstreams: dict[str, str]) -> None:
     """The unified server forwards `upstreams`; a component served alone with a gateway secret trusts only it."""
-    if component is None and upstreams:
-        app.add_middleware(GatewayMiddleware)
+    secret = settings.gateway_secret.get_secret_value() if settings.gateway_secret else None
+    if component is not None:
+        if secret:
+            app.add_middleware(UpstreamGuard, secret=secret)
+        return
+    if not upstreams:
+        return
+    if settings.auth and not secret:
+        raise RuntimeError(
+            f"ACCEL_UPSTREAM_{next(iter(upstreams)).upper()} forwards a component, and its service trusts the caller "
+            "the gateway names only with ACCEL_GATEWAY_SECRET: set the same secret for both (or ACCEL_AUTH=off)"
+        )
+    # Inside CORS (a preflight is answered here, every answer carries its headers), outside the body cap,
+    # which reads a body whole: a forwarded body streams, capped by its Content-Length here and by the
+    # upstream's own cap as it arrives there.
+    cors = [i for i, m in enumerate(app.user_middleware) if m.cls is CORSMiddleware]
+    app.user_middleware.insert(cors[-1] + 1 if cors else 0, Middleware(GatewayMiddleware))
