@@ -1,0 +1,96 @@
+"""tasks/isolated: warm isolated processes keep what fresh processes gave (containment, own state, own peak)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from accel.tasks import isolated
+
+ENTRY = "tests.tasks.isolated_probe:main"
+PRELOAD = ("json", "random")  # light: these tests are about the mechanism, not the libraries
+
+
+def _run(mode: str, timeout_s: float = 60.0, preload=PRELOAD):
+    with isolated.start(ENTRY, [mode], preload) as process:
+        events = list(process.events(timeout_s))
+        if process.timed_out:
+            process.kill()
+        return events, process.wait(10), process.tail(), process.timed_out
+
+
+@pytest.fixture(params=["warm", "cold"])
+def mode(request, monkeypatch):
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1" if request.param == "warm" else "0")
+    return request.param
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"), [("ok", 0), ("segfault", -11), ("exit", 7), ("raise", 1)], ids=lambda v: str(v)
+)
+def test_each_end_of_a_child_reaches_the_caller_with_its_exit_status_and_output(mode, fault, code):
+    events, returncode, tail, timed_out = _run(fault)
+    assert [e["event"] for e in events] == ["hello"]
+    assert returncode == code and not timed_out
+    hello = events[0]
+    assert hello["pgid"] == hello["pid"] == hello["sid"], "the child leads a session of its own"
+    assert hello["pid"] != os.getpid() and hello["cwd"] == os.getcwd()
+    assert "a line on stdout" in tail and "a line on stderr" in tail
+    if fault == "raise":
+        assert "ValueError: the probe raised" in tail
+
+
+def test_a_hang_times_out_and_killing_it_takes_its_own_children_too(mode):
+    with isolated.start(ENTRY, ["grandchild"], PRELOAD) as process:
+        events = list(process.events(3.0))
+        assert process.timed_out and [e["event"] for e in events] == ["hello", "grandchild"]
+        process.kill()
+        assert process.wait(10) == -9
+    grandchild = events[1]["pid"]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and _alive(grandchild):
+        time.sleep(0.05)
+    assert not _alive(grandchild), "the child's own child outlived the kill of its process group"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_warm_children_share_no_state_and_each_peak_is_its_own(monkeypatch):
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    with isolated.start(ENTRY, ["allocate"], PRELOAD) as big:
+        assert [e["event"] for e in big.events(60)] == ["hello", "allocated"]
+    monkeypatch.setenv("ACCEL_PROBE", "set after the server started")
+    with isolated.start(ENTRY, ["hang"], PRELOAD) as small:
+        hello = next(small.events(60))
+        small_peak = isolated.peak_rss_of(small.pid)
+        small.kill()
+    with isolated.start(ENTRY, ["allocate"], PRELOAD) as again:
+        events = list(again.events(60))
+        big_peak = isolated.peak_rss_of(again.pid)
+    assert hello["leak"] == 0 and events[0]["leak"] == 0, "a child saw what an earlier child allocated"
+    assert hello["probe_env"] == "set after the server started", "the caller's environment of now reaches the child"
+    assert hello["random"] != events[0]["random"], "two children repeated one random state"
+    assert small_peak is not None and small_peak < 150 << 20, "a child's peak carried an earlier child's"
+    assert big_peak is None or big_peak > small_peak  # read after its report, it may already have exited
+
+
+def test_a_dead_server_is_replaced_and_an_import_time_variable_gets_a_server_of_its_own(monkeypatch):
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    first = isolated.fork_server(PRELOAD)
+    _run("ok")
+    first.process.kill()
+    first.process.wait()
+    events, code, _, _ = _run("ok")
+    assert code == 0 and events
+    second = isolated.fork_server(PRELOAD)
+    assert second is not first and second.alive()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # libraries read such variables as they are imported
+    assert isolated.fork_server(PRELOAD) is not second
