@@ -11,6 +11,7 @@ from accel import __version__
 from accel.cli.bench import bench_command, compare_command
 from accel.cli.generate import generate_command, templates_command
 from accel.cli.hardware import hardware, targets
+from accel.cli.keys import keys_app
 from accel.cli.models import models_app
 from accel.cli.output import fail
 from accel.cli.results import results_app
@@ -52,6 +53,7 @@ app.command("serve")(serve_command)
 app.command("worker")(worker_command)
 app.add_typer(models_app, name="models")
 app.add_typer(results_app, name="results")
+app.add_typer(keys_app, name="keys")
 
 
 @app.command("version")

@@ -20,6 +20,7 @@ from typing import Annotated
 import httpx
 import typer
 
+from accel.cli.keys import admin_key_on_first_start, worker_key
 from accel.cli.output import console, err_console
 from accel.hardware import HARDWARE, detect, work_pool_name
 from accel.settings import get_settings, project_root
@@ -184,7 +185,14 @@ def up_command(
     env = _service_env(api_url)
     # The API is the one process that writes the DuckDB file; everything else sends it rows over HTTP.
     api_env = {**env, "ACCEL_RESULTS": str(settings.results_path)}
-    worker_env = {**env, "ACCEL_RESULTS": f"http://{_reachable(settings.api_host)}:{api_port}"}
+    # Auth is on from the first start: an admin key for the person (printed once, kept in a 0600 file) and a
+    # worker key (worker + read) for the workers started here, which send their rows with it.
+    admin_key, admin_is_new = admin_key_on_first_start(settings)
+    worker_env = {
+        **env,
+        "ACCEL_RESULTS": f"http://{_reachable(settings.api_host)}:{api_port}",
+        "ACCEL_API_KEY": worker_key(settings),
+    }
     supervisor = Supervisor(settings.home / "logs")
     stopping = {"signal": None}
 
@@ -238,6 +246,11 @@ def up_command(
         console.print(f"accel API    http://{settings.api_host}:{api_port}/api/health")
         console.print(f"workers      {', '.join(work_pool_name(hw) for hw in hardware) or 'none'}")
         console.print(f"results      {settings.results_path} (written by the API; workers send to it)")
+        if admin_is_new:
+            console.print(f"admin key    {admin_key}", soft_wrap=True, highlight=False)
+            console.print(f"             shown this once; kept in {settings.admin_key_path} (only you can read it)")
+        else:
+            console.print(f"admin key    in {settings.admin_key_path}")
         console.print(f"logs         {supervisor.log_dir}")
         console.print("Ctrl-C stops everything.")
         sys.stdout.flush()
@@ -279,6 +292,11 @@ def worker_command(
         err_console.print(
             f"[yellow]results go to the local file {settings.results_path}; to send them to the team's API, "
             "set ACCEL_RESULTS=http://<api host>:<port>[/]"
+        )
+    elif settings.api_key is None:
+        err_console.print(
+            "[yellow]ACCEL_API_KEY is not set: the API refuses rows without a key; on the API's machine make one "
+            "with `accel keys create --scope worker --scope read --name <this host>`[/]"
         )
     pool = work_pool_name(hardware)
     ensure_pools(api_url, [pool])
