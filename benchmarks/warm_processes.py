@@ -114,7 +114,8 @@ def main() -> None:
     for preload in (REFERENCE_PRELOAD, point_preload("torch"), point_preload("onnxruntime")):
         started = time.perf_counter()
         isolated.fork_server(preload)._await_ready()
-        print(f"fork server start, once per process (imports {', '.join(preload)}): {time.perf_counter() - started:.2f} s")
+        took = time.perf_counter() - started
+        print(f"fork server start, once per process (imports {', '.join(preload)}): {took:.2f} s")
     print(f"{'figure':<70} {'cold (median)':>14} {'warm (median)':>14}")
     for name, by_mode in figures.items():
         cold, warm = statistics.median(by_mode["cold"]), statistics.median(by_mode["warm"])
