@@ -2,13 +2,17 @@
 
 A chain runs on its target's work pool through `run_deployment` when a worker for that hardware is
 online, and in this process otherwise (embedded mode). Targets on different hardware run in parallel
-(targets on one device take turns anyway: one benchmark per device). One target's failure never stops
-the others. The run ends with a table artifact and a markdown report.
+(targets on one device take turns anyway: one benchmark per device). On an accelerator, the next
+chain's skill is generated while the current chain benchmarks (`overlap_plan` says when that leaves
+the measurement alone). One target's failure never stops the others. The run ends with a table
+artifact and a markdown report.
 """
 
 from __future__ import annotations
 
 import contextvars
+import os
+import threading
 import time
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +28,8 @@ from accel.flows.report import publish
 from accel.flows.results import ChainResult, PipelineResult, chain_result
 from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, store
 from accel.hardware import Target, parse_targets
+from accel.tasks.device_lock import device_slot, holder
+from accel.tasks.generate import generate
 from accel.tasks.resolve import resolve_model
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
@@ -130,6 +136,82 @@ def _close_row(state: Any, logger: Any) -> None:
         logger.warning("could not record how chain %s ended: %s", run_id, err)
 
 
+Group = list[tuple[str, Target]]
+
+
+def overlap_plan(groups: dict[str, Group], remote: set[str], force: bool = False) -> dict[str, set[int]]:
+    """Per hardware group, the chains i during whose benchmark chain i+1's skill is generated here.
+
+    Generation runs on this machine's CPU, so it overlaps only a benchmark on another device:
+    - never on the CPU: CPU work beside a CPU benchmark makes its figures noisy;
+    - never while this pipeline also has CPU targets (their benchmarks would get it beside them, and a
+      generation waiting for its device holds up this process's other generations);
+    - never for chains that run on a worker (its skill is made where that worker is), nor under
+      `force` (the next chain would make its skill again).
+    What the generation runs on the target's device (its validation, all of it for torch there) waits
+    for the device slot, so the benchmark's device stays its own.
+    """
+    cpu_here = "cpu" in groups
+    return {
+        hardware: set() if hardware == "cpu" or cpu_here or hardware in remote or force else set(range(len(items) - 1))
+        for hardware, items in groups.items()
+    }
+
+
+def _benchmarking_here(hardware: str) -> bool:
+    """This process holds `hardware`'s device slot: a chain of this pipeline is benchmarking on it."""
+    who = holder(hardware)
+    return bool(who) and who.get("pid") == os.getpid()
+
+
+def _generate_beside(ref: str, target: Target, chain_done: threading.Event, logger: Any) -> None:
+    """Generate `target`'s skill once the running chain has taken the device for its benchmark; a chain
+    that ends without benchmarking (its test failed) leaves it to the next chain, which generates as usual."""
+    while not _benchmarking_here(target.hardware):
+        if chain_done.wait(0.1):
+            return
+    try:
+        skill = generate(ref, target, device_guard=lambda: device_slot(target.hardware))
+    except Exception as err:  # the next chain generates it again and reports why it fails, in its own row
+        logger.warning("generating %s for %s beside a benchmark failed: %s: %s", ref, target, type(err).__name__, err)
+        return
+    logger.info("generated %s for %s (%s) beside the benchmark on %s", ref, target, skill.skill_id, target.hardware)
+
+
+def run_group(
+    items: Group,
+    overlap: set[int],
+    common: dict[str, Any],
+    remote: set[str],
+    pickup_timeout_s: float,
+    logger: Any,
+) -> list[ChainResult]:
+    """One hardware group's chains, one after the other; during chain i's benchmark (i in `overlap`)
+    chain i+1's skill is generated here, and chain i+1 starts once that is done (it then reuses it)."""
+    done = []
+    for i, (ref, target) in enumerate(items):
+        where = f"pool accel-{target.hardware}" if target.hardware in remote else "this process"
+        logger.info("chain %s on %s: %s", ref, target, where)
+        chain_params = {"model": ref, "target": str(target), **common}
+        chain_done, beside = threading.Event(), None
+        if i in overlap:
+            beside = threading.Thread(
+                target=contextvars.copy_context().run,
+                args=(_generate_beside, *items[i + 1], chain_done, logger),
+                name=f"generate {items[i + 1][1]} beside",
+            )
+            beside.start()
+        try:
+            done.append(_run_chain(ref, target, chain_params, remote, pickup_timeout_s, logger))
+        except Exception as err:  # never let one target take the others down
+            done.append(_failed(ref, str(target), f"{type(err).__name__}: {err}"))
+        finally:
+            chain_done.set()
+            if beside is not None:
+                beside.join()
+    return done
+
+
 @flow(name="pipeline", persist_result=True, log_prints=True)
 def pipeline(
     models: list[str],
@@ -154,34 +236,34 @@ def pipeline(
             except Exception as err:  # a model that does not resolve fails its targets, not the others
                 results += [_failed(ref, str(t), f"model does not resolve: {err}") for t in parsed]
         remote = remote_pools()
-        groups: dict[str, list[tuple[str, Target]]] = defaultdict(list)
+        groups: dict[str, Group] = defaultdict(list)
         for ref in resolved:
             for target in parsed:
                 groups[target.hardware].append((ref, target))
 
-        def run_group(items: list[tuple[str, Target]]) -> list[ChainResult]:
-            done = []
-            for ref, target in items:
-                where = f"pool accel-{target.hardware}" if target.hardware in remote else "this process"
-                logger.info("chain %s on %s: %s", ref, target, where)
-                chain_params = {
-                    "model": ref,
-                    "target": str(target),
-                    "level": level,
-                    "bench": bench or {},
-                    "force": force,
-                    "parent_run_id": run.run_id,
-                    "trigger": trigger,
-                }
-                try:
-                    done.append(_run_chain(ref, target, chain_params, remote, pickup_timeout_s, logger))
-                except Exception as err:  # never let one target take the others down
-                    done.append(_failed(ref, str(target), f"{type(err).__name__}: {err}"))
-            return done
-
+        common = {
+            "level": level,
+            "bench": bench or {},
+            "force": force,
+            "parent_run_id": run.run_id,
+            "trigger": trigger,
+        }
+        overlap = overlap_plan(groups, remote, force)
         # One thread per hardware kind; each carries this flow's context so its chains are subflows.
         with ThreadPoolExecutor(max_workers=max(1, len(groups))) as pool:
-            futures = [pool.submit(contextvars.copy_context().run, run_group, items) for items in groups.values()]
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    run_group,
+                    items,
+                    overlap[hardware],
+                    common,
+                    remote,
+                    pickup_timeout_s,
+                    logger,
+                )
+                for hardware, items in groups.items()
+            ]
             for future in futures:
                 results += future.result()
         order = {(m, str(t)): i for i, (m, t) in enumerate((m, t) for m in models for t in parsed)}
