@@ -385,22 +385,36 @@ def load(args: argparse.Namespace, folder: Path) -> None:
 
 # --- 6. auth overhead ------------------------------------------------------------------------------------
 
+HANDSHAKES = 50
 CHEAP = "/api/results/runs"  # one indexed read of an empty store: what is left is HTTP and the API's own work
 
 
-async def alternate(clients: dict[str, httpx.AsyncClient], path: str, params: dict, n: int) -> dict[str, list[float]]:
-    """`n` requests to each client, alternated one by one, so drift on a shared machine falls on all alike."""
-    took: dict[str, list[float]] = {label: [] for label in clients}
-    for client in clients.values():  # warm-up: connections, first-call caches
-        for _ in range(20):
-            (await client.get(path, params=params)).raise_for_status()
-    for _ in range(n):
-        for label, client in clients.items():
-            started = time.perf_counter()
-            response = await client.get(path, params=params)
-            took[label].append((time.perf_counter() - started) * 1000)
-            response.raise_for_status()
-    return took
+def alternate(targets: dict[str, tuple[str, dict[str, str]]], n: int) -> dict[str, list[float]]:
+    """`n` GETs of CHEAP to each (base URL, headers), alternated one by one, so drift on a shared machine
+    falls on all alike."""
+
+    async def measure() -> dict[str, list[float]]:
+        clients = {
+            label: httpx.AsyncClient(base_url=base, headers=headers, timeout=30)
+            for label, (base, headers) in targets.items()
+        }
+        took: dict[str, list[float]] = {label: [] for label in clients}
+        try:
+            for client in clients.values():  # warm-up: connections, first-call caches
+                for _ in range(20):
+                    (await client.get(CHEAP, params={"limit": 1})).raise_for_status()
+            for _ in range(n):
+                for label, client in clients.items():
+                    started = time.perf_counter()
+                    response = await client.get(CHEAP, params={"limit": 1})
+                    took[label].append((time.perf_counter() - started) * 1000)
+                    response.raise_for_status()
+        finally:
+            for client in clients.values():
+                await client.aclose()
+        return took
+
+    return asyncio.run(measure())
 
 
 def overhead(took: dict[str, list[float]], base: str, other: str) -> None:
@@ -451,18 +465,8 @@ def auth(args: argparse.Namespace, folder: Path) -> None:
         for label, port in ports.items():
             wait_up(f"http://127.0.0.1:{port}{CHEAP}", headers[label], servers[label])
 
-        async def measure() -> dict[str, list[float]]:
-            clients = {
-                label: httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers[label], timeout=30)
-                for label, port in ports.items()
-            }
-            try:
-                return await alternate(clients, CHEAP, {"limit": 1}, args.requests)
-            finally:
-                for client in clients.values():
-                    await client.aclose()
-
-        took = asyncio.run(measure())
+        targets = {label: (f"http://127.0.0.1:{port}", headers[label]) for label, port in ports.items()}
+        took = alternate(targets, args.requests)
         print("  over HTTP:")
         describe(took)
         overhead(took, "auth off", "auth on (key)")
@@ -564,24 +568,15 @@ def gateway(args: argparse.Namespace, folder: Path) -> None:
         wait_up(f"{through}{CHEAP}", with_key, servers[2], folder / "gateway.log")
         print(f"\ngateway overhead: GET {CHEAP}?limit=1, {args.requests} requests each, alternated:")
 
-        async def measure() -> dict[str, list[float]]:
-            clients = {
-                "direct": httpx.AsyncClient(base_url=upstream, headers=as_gateway, timeout=30),
-                "through the gateway": httpx.AsyncClient(base_url=through, headers=with_key, timeout=30),
-            }
-            try:
-                return await alternate(clients, CHEAP, {"limit": 1}, args.requests)
-            finally:
-                for client in clients.values():
-                    await client.aclose()
-
-        took = asyncio.run(measure())
+        took = alternate({"direct": (upstream, as_gateway), "through the gateway": (through, with_key)}, args.requests)
         describe(took)
         overhead(took, "direct", "through the gateway")
-        print(f"\ngateway overhead, WebSocket ({args.requests} round trips, {args.requests // 10} handshakes):")
+        print(f"\ngateway overhead, WebSocket ({args.requests} round trips, {HANDSHAKES} handshakes):")
         ws_path = "/api/benchmark/ws/bench"
-        direct = asyncio.run(socket_rounds(f"ws://127.0.0.1:{ports['echo']}{ws_path}", {}, args.requests, 50))
-        gated = asyncio.run(socket_rounds(f"ws://127.0.0.1:{ports['gateway']}{ws_path}", with_key, args.requests, 50))
+        direct = asyncio.run(socket_rounds(f"ws://127.0.0.1:{ports['echo']}{ws_path}", {}, args.requests, HANDSHAKES))
+        gated = asyncio.run(
+            socket_rounds(f"ws://127.0.0.1:{ports['gateway']}{ws_path}", with_key, args.requests, HANDSHAKES)
+        )
         took = {f"{k} direct": v for k, v in direct.items()} | {f"{k} gateway": v for k, v in gated.items()}
         describe(took)
         for kind in direct:
