@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from accel.api.components import COMPONENT_NAMES, check_component
 from accel.cli.output import err_console
@@ -35,7 +36,15 @@ def serve_command(
 
     from accel.api.app import create_app
 
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except ValidationError as err:  # a bad ACCEL_* value: said in one line, not a traceback
+        raise RequestError(
+            "; ".join(
+                f"ACCEL_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
+                for e in err.errors()
+            )
+        ) from None
     chosen = check_component(component) if component is not None else None
     host = host or settings.api_host
     port = port or settings.api_port

@@ -29,7 +29,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from accel.api.app import create_app
-from accel.settings import Settings
+from accel.cli.main import run
+from accel.settings import Settings, get_settings
 from tests.storage.test_queries import BERT, seed_results
 
 UNREACHABLE_PREFECT = "http://127.0.0.1:9/api"
@@ -373,3 +374,26 @@ def test_upstream_trusts_only_the_gateway(upstreams):
 def test_gateway_needs_the_secret_to_forward(tmp_path):
     with pytest.raises(RuntimeError, match="ACCEL_GATEWAY_SECRET"):
         create_app(Settings(home=tmp_path), upstreams={"results": "http://127.0.0.1:9"})
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (
+            ["--component", "dashboard"],
+            {},
+            "unknown component 'dashboard': accepted test, generator, benchmark, results",
+        ),
+        ([], {"ACCEL_UPSTREAM_BENCHMARK": "ftp://host:8002"}, "ACCEL_UPSTREAM_BENCHMARK: 'ftp://host:8002' is not"),
+        ([], {"ACCEL_UPSTREAM_BENCHMARK": "http://127.0.0.1:9"}, "set the same secret for both"),
+    ],
+)
+def test_serve_refuses_bad_input_in_one_line(capsys, monkeypatch, args, env, said):
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    with pytest.raises(SystemExit) as exited:
+        run(["serve", "--port", str(free_port()), *args])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert said in err and len(err.strip().splitlines()) == 1
