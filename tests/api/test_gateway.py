@@ -29,6 +29,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from accel.api.app import create_app
+from accel.api.limits import MAX_BODY_BYTES
 from accel.cli.main import run
 from accel.settings import Settings, get_settings
 from tests.storage.test_queries import BERT, seed_results
@@ -397,3 +398,11 @@ def test_serve_refuses_bad_input_in_one_line(capsys, monkeypatch, args, env, sai
     err = capsys.readouterr().err
     assert exited.value.code == 2
     assert said in err and len(err.strip().splitlines()) == 1
+
+
+def test_declared_body_past_the_cap_is_refused_at_the_gateway(tiny, tiny_gateway):
+    upstream, _ = tiny
+    before = upstream.hits
+    response = tiny_gateway.post("/api/results/headers", content=b"a" * (MAX_BODY_BYTES + 1))
+    assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
+    assert upstream.hits == before
