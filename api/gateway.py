@@ -285,9 +285,13 @@ async def _relay(websocket: WebSocket, peer: ClientConnection) -> None:
         with contextlib.suppress(RuntimeError, WebSocketDisconnect, OSError):
             await websocket.close(code, reason=peer.close_reason or "")
 
-    tasks = [asyncio.create_task(up()), asyncio.create_task(down())]
+    upward, downward = asyncio.create_task(up()), asyncio.create_task(down())
+    tasks = [upward, downward]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        if upward in done and isinstance(upward.exception(), websockets.ConnectionClosed):
+            # The upstream closed while the client was sending: let its close code reach the client too.
+            done |= (await asyncio.wait([downward], timeout=5.0))[0]
         for task in done:
             if (err := task.exception()) is not None and not isinstance(
                 err, WebSocketDisconnect | websockets.ConnectionClosed | OSError | RuntimeError
