@@ -133,12 +133,16 @@ def _has_body(scope: Scope) -> bool:
     return any(k.lower() in (b"content-length", b"transfer-encoding") for k, _ in scope["headers"])
 
 
+class _ClientLeft(Exception):  # not an OSError: httpx would take that for the upstream's failure
+    pass
+
+
 async def _body(receive: Receive) -> AsyncIterator[bytes]:
     """The request body as the client sends it, chunk by chunk (never read whole into memory)."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise ConnectionAbortedError("the client went away while sending its request")
+            raise _ClientLeft("the client went away while sending its request")
         if chunk := message.get("body", b""):
             yield chunk
         if not message.get("more_body", False):
@@ -206,6 +210,8 @@ class Gateway:
             response = await self.http.send(request, stream=True)
         except (httpx.TransportError, httpx.InvalidURL) as err:
             return await send_error(send, _upstream_error(upstream, err))
+        except _ClientLeft:  # mid-body: nobody to answer
+            return
         try:
             await send(
                 {
