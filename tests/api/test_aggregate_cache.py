@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 
 from accel.api.app import create_app
 from accel.settings import Settings
+from tests.storage.api_server import bearer, issue_key
 
 
 def _batch(n: int) -> dict:
@@ -38,7 +39,7 @@ def _batch(n: int) -> dict:
 
 def test_a_write_makes_every_cached_answer_unreachable(tmp_path):
     app = create_app(Settings(home=tmp_path / "home", prefect_api_url="http://127.0.0.1:9/api"))
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(issue_key(tmp_path / "home"))) as client:
         assert client.post("/api/results/ingest", json=_batch(0)).status_code == 200
         first = client.get("/api/results/summary", params={"model": "org/model"}).json()
         again = client.get("/api/results/summary", params={"model": "org/model"}).json()

@@ -7,13 +7,14 @@ from fastapi.testclient import TestClient
 from accel.api.app import create_app
 from accel.settings import Settings
 from accel.storage import ResultsStore
+from tests.storage.api_server import bearer, issue_key
 from tests.storage.test_held_store import probe
 
 
 def test_the_app_holds_the_results_file_until_shutdown(tmp_path):
     path = tmp_path / "results.duckdb"
     app = create_app(Settings(home=tmp_path / "home", results=str(path), prefect_api_url="http://127.0.0.1:9/api"))
-    with TestClient(app) as client:
+    with TestClient(app, headers=bearer(issue_key(tmp_path / "home", "worker"))) as client:
         assert repr(app.state.store).endswith("hold=True)")
         ingested = client.post("/api/results/ingest", json={"runs": [{"run_id": "r1", "kind": "chain"}]})
         assert ingested.status_code == 200, ingested.text
@@ -55,6 +56,7 @@ def test_beside_a_running_api_the_cli_writes_through_it_and_refuses_direct_reads
                 time.sleep(0.2)
         monkeypatch.setenv("ACCEL_HOME", str(home))
         monkeypatch.setenv("ACCEL_API_PORT", str(port))
+        monkeypatch.setenv("ACCEL_API_KEY", issue_key(home, "worker", "read"))
         get_settings.cache_clear()
         store = open_results_store()
         assert isinstance(store, HttpResultsStore) and store.url == f"http://127.0.0.1:{port}"

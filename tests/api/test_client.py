@@ -23,6 +23,7 @@ from accel.api.client import AccelAPIError, AccelClient, AsyncAccelClient
 from accel.api.schemas.operations import OperationResponse, RunList, WorkflowResponse
 from accel.settings import Settings
 from accel.tasks.errors import ServiceUnavailableError
+from tests.storage.api_server import issue_key
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -65,10 +66,12 @@ def _later(seconds: float, fn, *args) -> threading.Thread:
 
 
 @pytest.fixture
-def client(prefect_api) -> Iterator[AccelClient]:
-    """The sync client on the app in this process (a TestClient: its lifespan ran, WebSockets work)."""
-    with TestClient(create_app(Settings(prefect_api_url=prefect_api))) as test_client:
-        yield AccelClient(http_client=test_client)
+def client(prefect_api, accel_home, tiny_models) -> Iterator[AccelClient]:
+    """The sync client, with an admin key, on the app in this process (a TestClient: its lifespan ran, WebSockets
+    work); the tiny models' folder is the app's ACCEL_MODELS_DIR."""
+    settings = Settings(prefect_api_url=prefect_api, models_dir=tiny_models["bert"].parent)
+    with TestClient(create_app(settings)) as test_client:
+        yield AccelClient(http_client=test_client, api_key=issue_key(accel_home))
 
 
 def _free_port() -> int:
@@ -78,11 +81,32 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def live_api(prefect_api, tmp_path_factory) -> Iterator[str]:
+def live_home(tmp_path_factory):
+    return tmp_path_factory.mktemp("live-api-home")
+
+
+@pytest.fixture(scope="module")
+def live_key(live_home) -> str:
+    """An admin key of the live API."""
+    return issue_key(live_home)
+
+
+@pytest.fixture
+def live_key_env(live_key, monkeypatch) -> str:
+    """ACCEL_API_KEY=the live API's key, for the CLI (`accel run --api`)."""
+    from accel.settings import get_settings
+
+    monkeypatch.setenv("ACCEL_API_KEY", live_key)
+    get_settings.cache_clear()
+    return live_key
+
+
+@pytest.fixture(scope="module")
+def live_api(prefect_api, live_home, tiny_models) -> Iterator[str]:
     """The app served by uvicorn on a free local port (what `accel up` runs); its base URL."""
     import uvicorn
 
-    settings = Settings(prefect_api_url=prefect_api, home=tmp_path_factory.mktemp("live-api-home"))
+    settings = Settings(prefect_api_url=prefect_api, home=live_home, models_dir=tiny_models["bert"].parent)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
@@ -139,17 +163,25 @@ def test_an_api_that_is_not_there_is_service_unavailable():
         nobody.health()
 
 
-def test_api_key_is_sent_as_a_bearer_token(prefect_api, monkeypatch):
+def test_api_key_is_sent_as_a_bearer_token(prefect_api, monkeypatch, accel_home):
+    from accel.cli.keys import write_secret
     from accel.settings import get_settings
 
     seen = []
-    monkeypatch.setenv("ACCEL_API_KEY", "k-123")
-    get_settings.cache_clear()
+    env_key, admin_key = issue_key(accel_home, "read"), issue_key(accel_home)
+    write_secret(accel_home / "admin.key", admin_key)  # as `accel up` leaves it
     with TestClient(create_app(Settings(prefect_api_url=prefect_api))) as test_client:
         test_client.event_hooks["request"].append(lambda request: seen.append(request.headers.get("authorization")))
-        assert isinstance(AccelClient(http_client=test_client).workflows(limit=5), RunList)
-        AccelClient(http_client=test_client, api_key="explicit").workflows()
-    assert seen == ["Bearer k-123", "Bearer explicit"]
+        assert isinstance(AccelClient(http_client=test_client).workflows(limit=5), RunList)  # admin.key
+        monkeypatch.setenv("ACCEL_API_KEY", env_key)
+        get_settings.cache_clear()
+        assert isinstance(AccelClient(http_client=test_client).workflows(limit=5), RunList)  # ACCEL_API_KEY first
+        with pytest.raises(AccelAPIError) as refused:
+            AccelClient(http_client=test_client, api_key="explicit").workflows()
+        assert refused.value.status == 401 and refused.value.error == "authentication"
+        with pytest.raises(AccelAPIError, match="401 authentication"):
+            list(AccelClient(http_client=test_client, api_key="explicit").stream(str(uuid.uuid4())))
+    assert seen[:3] == [f"Bearer {admin_key}", f"Bearer {env_key}", "Bearer explicit"]
 
 
 def test_every_method_reaches_a_route_and_reads_its_answer(client, prefect_api, tiny_models):
@@ -241,14 +273,15 @@ def test_wait_on_an_api_that_stays_away_gives_up():
         nobody.wait(str(uuid.uuid4()), poll_s=0.05)  # no timeout given: still never forever
 
 
-def test_async_client_waits_and_reads_through_asgi(prefect_api):
+def test_async_client_waits_and_reads_through_asgi(prefect_api, accel_home):
     app = create_app(Settings(prefect_api_url=prefect_api))
     run_id = _prefect_run(prefect_api, state="RUNNING")
+    key = issue_key(accel_home, "read")
 
     async def main():
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
-            async with AsyncAccelClient("http://accel.test", transport=transport) as accel:
+            async with AsyncAccelClient("http://accel.test", transport=transport, api_key=key) as accel:
                 assert (await accel.health()).status == "ok"
                 with pytest.raises(AccelAPIError) as caught:
                     await accel.workflow(str(uuid.uuid4()))
@@ -280,10 +313,10 @@ def test_stream_of_an_unknown_run_raises_404(client):
     assert caught.value.status == 404
 
 
-def test_stream_over_a_real_socket_follows_the_run_to_its_end(live_api, prefect_api):
+def test_stream_over_a_real_socket_follows_the_run_to_its_end(live_api, live_key, prefect_api):
     run_id = _prefect_run(prefect_api, state="RUNNING")
     seen = []
-    with AccelClient(live_api) as accel:
+    with AccelClient(live_api, api_key=live_key) as accel:
         for message in accel.stream(run_id):
             seen.append(message)
             if message["type"] == "snapshot":
@@ -293,23 +326,21 @@ def test_stream_over_a_real_socket_follows_the_run_to_its_end(live_api, prefect_
     assert seen[-1]["type"] == "state" and seen[-1]["status"] == "completed"
 
 
-def test_async_stream_over_a_real_socket(live_api, prefect_api):
+def test_async_stream_over_a_real_socket(live_api, live_key, prefect_api):
     run_id = _prefect_run(prefect_api, state="CANCELLED")
 
-    async def main():
-        async with AsyncAccelClient(live_api) as accel:
-            return [m async for m in accel.stream(run_id)]
+    async def main(key: str, run: str):
+        async with AsyncAccelClient(live_api, api_key=key) as accel:
+            return [m async for m in accel.stream(run)]
 
-    messages = asyncio.run(main())
+    messages = asyncio.run(main(live_key, run_id))
     assert messages[0]["type"] == "snapshot" and messages[-1]["status"] == "cancelled"
-
-    async def unknown():
-        async with AsyncAccelClient(live_api) as accel:
-            return [m async for m in accel.stream(str(uuid.uuid4()))]
-
     with pytest.raises(AccelAPIError) as caught:
-        asyncio.run(unknown())
+        asyncio.run(main(live_key, str(uuid.uuid4())))
     assert caught.value.status == 404
+    with pytest.raises(AccelAPIError) as refused:  # a bad key: the socket closes 1008 before any run data
+        asyncio.run(main(live_key + "x", run_id))
+    assert (refused.value.status, refused.value.error) == (401, "authentication")
 
 
 # -- results: records in, aggregates out ---------------------------------------------------------------------------
@@ -353,7 +384,7 @@ def _accel(argv: list[str], capsys) -> tuple[int, str, str]:
     return done.value.code, out, err
 
 
-def test_run_api_bad_input_exits_2_with_one_line(live_api, capsys):
+def test_run_api_bad_input_exits_2_with_one_line(live_api, live_key_env, capsys):
     code, _, err = _accel(["run", "x", "--targets", "tpu/magic", "--api", live_api], capsys)
     assert code == 2 and err.count("\n") == 1 and "unknown hardware 'tpu'" in err
     code, _, err = _accel(["run", "no-such/model-anywhere", "--targets", "cpu/torch", "--api", live_api], capsys)
@@ -387,7 +418,7 @@ def pipeline_deployed(prefect_api) -> str:
         )
 
 
-def _play_worker(prefect_api: str, api: str, deployment_id: str, known: set[str], model: str) -> None:
+def _play_worker(prefect_api: str, api: str, key: str, deployment_id: str, known: set[str], model: str) -> None:
     """What a worker and its chains do: pick the new pipeline run up, send the chains' rows to the API, finish."""
     from accel.storage import RecordBatch, RunFinish, RunRecord
 
@@ -412,7 +443,7 @@ def _play_worker(prefect_api: str, api: str, deployment_id: str, known: set[str]
             RunFinish(run_id=chains[1], status="failed", message="generation failed: no exporter matched"),
         ],
     )
-    with AccelClient(api) as accel:
+    with AccelClient(api, api_key=key) as accel:
         accel.ingest(batch)
     _set_state(prefect_api, run_id, "COMPLETED", "2 chains ended")
 
@@ -424,12 +455,13 @@ def _pipeline_runs(prefect_api: str, deployment_id: str) -> set[str]:
 
 @pytest.mark.parametrize("as_json", [True, False], ids=["json", "table"])
 def test_run_api_follows_the_run_and_prints_its_rows(
-    live_api, prefect_api, pipeline_deployed, tiny_models, capsys, as_json
+    live_api, live_key_env, prefect_api, pipeline_deployed, tiny_models, capsys, as_json
 ):
     model = str(tiny_models["bert"])
+    known = _pipeline_runs(prefect_api, pipeline_deployed)
     worker = threading.Thread(
         target=_play_worker,
-        args=(prefect_api, live_api, pipeline_deployed, _pipeline_runs(prefect_api, pipeline_deployed), model),
+        args=(prefect_api, live_api, live_key_env, pipeline_deployed, known, model),
         daemon=True,
     )
     worker.start()

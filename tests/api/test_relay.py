@@ -23,15 +23,26 @@ from websockets.exceptions import ConnectionClosed
 from accel.api.app import create_app
 from accel.settings import Settings
 from tests.api.test_prefect_client import PrefectRest
+from tests.storage.api_server import bearer, issue_key
 
 TIMEOUT_S = 20
 LAGS_MS: list = []  # receipt - ts of every message (ts: when Prefect says the event occurred)
 
 
+KEY: list[str] = []  # a read key of the app `served` runs
+
+
+def watch(url: str, **kwargs):
+    """A client of the relay, sending its key in the handshake."""
+    return connect(url, additional_headers=bearer(KEY[-1]), **kwargs)
+
+
 @contextlib.asynccontextmanager
 async def served(prefect_api: str):
     """The accel app on a free port with the relay on /test/ws/{run_id}: (app, ws base URL)."""
-    app = create_app(Settings(prefect_api_url=prefect_api))
+    settings = Settings(prefect_api_url=prefect_api)
+    KEY.append(issue_key(settings.home, "read"))
+    app = create_app(settings)
 
     @app.websocket("/test/ws/{run_id}")
     async def watch(websocket: WebSocket, run_id: str) -> None:
@@ -75,7 +86,7 @@ def test_snapshot_then_every_state_and_progress_of_the_tree_through_completion(p
         rest = PrefectRest(prefect_api)
         async with served(prefect_api) as (_app, base):
             root = await rest.run("accel-relay-pipeline", state="PENDING")
-            async with connect(f"{base}/{root}") as ws:
+            async with watch(f"{base}/{root}") as ws:
                 snapshot = await receive(ws)
                 assert snapshot["type"] == "snapshot" and snapshot["run_id"] == root and snapshot["seq"] == 1
                 assert (snapshot["state"], snapshot["status"], snapshot["stage"]) == (
@@ -127,7 +138,7 @@ def test_two_clients_share_one_upstream_and_pings_get_pongs(prefect_api):
         async with served(prefect_api) as (app, base):
             relay = app.state.relay
             root = await rest.run("accel-relay-pipeline", state="RUNNING")
-            async with connect(f"{base}/{root}") as first, connect(f"{base}/{root}") as second:
+            async with watch(f"{base}/{root}") as first, watch(f"{base}/{root}") as second:
                 assert (await receive(first))["type"] == (await receive(second))["type"] == "snapshot"
                 assert relay.upstream_count == 1 and len(relay.upstream(root).clients) == 2
                 assert relay.upstream(root).connections == 1
@@ -147,7 +158,7 @@ def test_two_clients_share_one_upstream_and_pings_get_pongs(prefect_api):
             assert relay.upstream_count == 0  # the last client left: the subscription closed
 
             # a run that already ended: its snapshot, its final state, closed
-            async with connect(f"{base}/{root}") as late:
+            async with watch(f"{base}/{root}") as late:
                 messages = await until_closed(late)
                 assert [(m["type"], m["state"]) for m in messages] == [("snapshot", "FAILED"), ("state", "FAILED")]
                 assert late.close_code == 1000
@@ -160,7 +171,7 @@ def test_an_unknown_run_gets_an_error_and_close_4404(prefect_api):
     async def body():
         async with served(prefect_api) as (app, base):
             for run_id in (str(uuid.uuid4()), "not-a-run"):
-                async with connect(f"{base}/{run_id}") as ws:
+                async with watch(f"{base}/{run_id}") as ws:
                     messages = await until_closed(ws)
                     assert [m["type"] for m in messages] == ["error"]
                     assert "no run" in messages[0]["message"]
@@ -172,7 +183,7 @@ def test_an_unknown_run_gets_an_error_and_close_4404(prefect_api):
 
 def test_a_client_is_told_when_prefect_does_not_answer():
     async def body():
-        async with served("http://127.0.0.1:9/api") as (_app, base), connect(f"{base}/{uuid.uuid4()}") as ws:
+        async with served("http://127.0.0.1:9/api") as (_app, base), watch(f"{base}/{uuid.uuid4()}") as ws:
             messages = await until_closed(ws)
             assert [m["type"] for m in messages] == ["error"]
             assert "Prefect at http://127.0.0.1:9/api does not answer" in messages[0]["message"]
@@ -238,7 +249,7 @@ def test_a_client_gets_the_terminal_state_exactly_once_across_a_prefect_restart(
             rest = PrefectRest(api_url)
             async with served(api_url) as (app, base):
                 root = await rest.run("accel-relay-restart", state="RUNNING")
-                async with connect(f"{base}/{root}") as ws:
+                async with watch(f"{base}/{root}") as ws:
                     assert (await receive(ws))["state"] == "RUNNING"
                     upstream = app.state.relay.upstream(root)
                     await asyncio.to_thread(_stop, server)
@@ -283,7 +294,7 @@ def test_a_real_flow_its_subflow_and_their_progress_events_are_relayed(prefect_a
         async with served(prefect_api) as (_app, base):
             done = asyncio.create_task(asyncio.to_thread(pipeline_flow))
             root = await asyncio.to_thread(started.get, True, 30)
-            async with connect(f"{base}/{root}") as ws:
+            async with watch(f"{base}/{root}") as ws:
                 snapshot = await receive(ws)
                 go.set()
                 messages = [snapshot, *await until_closed(ws)]
@@ -301,3 +312,27 @@ def test_a_real_flow_its_subflow_and_their_progress_events_are_relayed(prefect_a
     progress = [(m["stage"], m["progress"], m["model"], m["target"]) for m in messages if m["type"] == "progress"]
     assert progress == [("generate", 0.5, "tiny", "cpu/torch"), ("generate", 1.0, "tiny", "cpu/torch")]
     assert {m["stage"] for m in messages if m["type"] == "state" and m["run_id"] != root} == {"accel-relay-real-chain"}
+
+
+def test_a_real_socket_authenticates_by_its_first_message_or_is_closed_1008(prefect_api):
+    """Like Prefect's events socket: no key in the URL or the handshake, the key in the first message."""
+
+    async def body():
+        rest = PrefectRest(prefect_api)
+        async with served(prefect_api) as (_app, base):
+            root = await rest.run("accel-relay-auth", state="COMPLETED")
+            async with connect(f"{base}/{root}") as ws:
+                await ws.send(json.dumps({"type": "auth", "token": KEY[-1]}))
+                assert json.loads(await ws.recv()) == {"type": "auth_success"}
+                messages = await until_closed(ws)
+                assert [m["type"] for m in messages][:1] == ["snapshot"] and ws.close_code == 1000
+            for first in (json.dumps({"type": "auth", "token": KEY[-1] + "x"}), "ping"):
+                async with connect(f"{base}/{root}") as ws:
+                    await ws.send(first)
+                    assert await until_closed(ws) == []  # not one message of the run
+                    assert ws.close_code == 1008
+            async with connect(f"{base}/{root}", additional_headers=bearer(KEY[-1][:-2])) as ws:
+                assert await until_closed(ws) == [] and ws.close_code == 1008
+        await rest.aclose()
+
+    run_async(body())

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from accel.api.app import create_app
 from accel.settings import Settings
+from tests.storage.api_server import bearer, issue_key
 from tests.storage.test_queries import BASE, BERT, GPT2, seed_results
 
 UNREACHABLE_PREFECT = "http://127.0.0.1:9/api"  # these routes never ask Prefect
@@ -22,7 +23,8 @@ def client(tmp_path_factory):
     home = tmp_path_factory.mktemp("results-api")
     seed_results(home / "results.duckdb")
     settings = Settings(home=home, results=str(home / "results.duckdb"), prefect_api_url=UNREACHABLE_PREFECT)
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+    headers = bearer(issue_key(home, "read"))
+    with TestClient(create_app(settings), raise_server_exceptions=False, headers=headers) as client:
         yield client
 
 
@@ -51,6 +53,9 @@ def test_summary(client):
 
     page = client.get("/api/results/summary", params={"limit": 2, "offset": 1, "runtime": "torch"}).json()
     assert (page["total"], [r["target"] for r in page["rows"]]) == (3, ["cpu/torch:bf16", "cpu/torch"])
+    assert page["next_offset"] is None  # rows 1-2 of 0-2: the last page
+    first = client.get("/api/results/summary", params={"limit": 2, "runtime": "torch"}).json()
+    assert first["next_offset"] == 2
     # a target in any accepted spelling is matched as recorded
     fp32 = client.get("/api/results/summary", params={"target": "cpu/pytorch:fp32", "model": GPT2}).json()
     assert [r["p50_ms"] for r in fp32["rows"]] == [40.5]
@@ -61,6 +66,7 @@ def test_summary(client):
         "total": 0,
         "limit": 100,
         "offset": 0,
+        "next_offset": None,
         "rows": [],
     }
 
