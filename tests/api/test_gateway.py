@@ -32,6 +32,7 @@ from accel.api.app import create_app
 from accel.api.limits import MAX_BODY_BYTES
 from accel.cli.main import run
 from accel.settings import Settings, get_settings
+from accel.storage.keys import KeyStore
 from tests.storage.test_queries import BERT, seed_results
 
 UNREACHABLE_PREFECT = "http://127.0.0.1:9/api"
@@ -63,17 +64,19 @@ def _wait_up(url: str, process: subprocess.Popen | None, headers: dict[str, str]
     raise RuntimeError(f"{url} did not come up within {timeout_s} s")
 
 
-def _serve_component(component: str, home: Path) -> tuple[subprocess.Popen, str]:
+def _serve(home: Path, name: str, *args: str, **env: str) -> tuple[subprocess.Popen, str]:
+    """`accel serve ARGS` in a real process on a free loopback port, its output in home/NAME.log."""
     port = free_port()
     env = {
         **os.environ,
         "ACCEL_HOME": str(home),
         "PREFECT_API_URL": UNREACHABLE_PREFECT,
         "ACCEL_GATEWAY_SECRET": SECRET,
+        **env,
     }
     env.pop("ACCEL_RESULTS", None)
-    command = [sys.executable, "-m", "accel.cli.main", "serve", "--component", component, "--port", str(port)]
-    log = (home / f"{component}.log").open("wb")
+    command = [sys.executable, "-m", "accel.cli.main", "serve", "--port", str(port), *args]
+    log = (home / f"{name}.log").open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     log.close()
     return process, f"http://127.0.0.1:{port}"
@@ -85,7 +88,10 @@ def upstreams(tmp_path_factory) -> Iterator[dict[str, str]]:
     results_home = tmp_path_factory.mktemp("upstream-results")
     seed_results(results_home / "results.duckdb")
     bench_home = tmp_path_factory.mktemp("upstream-benchmark")
-    started = [_serve_component("results", results_home), _serve_component("benchmark", bench_home)]
+    started = [
+        _serve(results_home, "results", "--component", "results"),
+        _serve(bench_home, "benchmark", "--component", "benchmark"),
+    ]
     try:
         for process, url in started:
             _wait_up(f"{url}/openapi.json", process, AS_GATEWAY)
@@ -103,10 +109,15 @@ class Tiny:
     def __init__(self) -> None:
         self.closes: list[int] = []
         self.hits = 0
+        self.go = threading.Event()  # set by a test once it read the first chunk of /drip
+        self.released: bool | None = None
+        self.first_chunk = threading.Event()  # set once /upload got the first chunk of its body
         routes = [
             Route("/api/results/slow", self.slow),
             Route("/api/results/headers", self.headers, methods=["GET", "POST"]),
             Route("/api/results/stream", self.stream),
+            Route("/api/results/drip", self.drip),
+            Route("/api/results/upload", self.upload, methods=["POST"]),
             WebSocketRoute("/api/benchmark/ws/{run_id}", self.echo),
         ]
         self.app = Starlette(routes=routes)
@@ -127,6 +138,22 @@ class Tiny:
                 await asyncio.sleep(0.01)
 
         return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def drip(self, _: Request) -> StreamingResponse:
+        async def chunks():
+            yield b"first\n"
+            self.released = await asyncio.to_thread(self.go.wait, 10)  # True: the client read "first" already
+            yield b"second\n"
+
+        return StreamingResponse(chunks(), media_type="text/plain")
+
+    async def upload(self, request: Request) -> JSONResponse:
+        sizes = []
+        async for chunk in request.stream():
+            if chunk:
+                sizes.append(len(chunk))
+                self.first_chunk.set()
+        return JSONResponse({"size": sum(sizes)})
 
     async def echo(self, websocket: WebSocket) -> None:
         await websocket.accept()
@@ -187,6 +214,23 @@ def tiny_gateway(tiny, tmp_path_factory) -> Iterator[TestClient]:
     _, url = tiny
     with _gateway(tmp_path_factory.mktemp("tiny-gateway"), {"results": url, "benchmark": url}) as client:
         yield client
+
+
+@pytest.fixture(scope="module")
+def real_gateway(tiny, tmp_path_factory) -> Iterator[httpx.Client]:
+    """A real `accel serve` forwarding results to the tiny upstream: a client of it holding an admin key."""
+    _, url = tiny
+    home = tmp_path_factory.mktemp("real-gateway")
+    with KeyStore(home / "ops.sqlite") as keys:
+        key = keys.create(["admin"], name="gateway tests")[1]
+    process, base = _serve(home, "gateway", ACCEL_UPSTREAM_RESULTS=url)
+    try:
+        _wait_up(f"{base}/api/health", process, {})
+        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=30) as client:
+            yield client
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def _direct(url: str) -> httpx.Client:
@@ -406,3 +450,29 @@ def test_declared_body_past_the_cap_is_refused_at_the_gateway(tiny, tiny_gateway
     response = tiny_gateway.post("/api/results/headers", content=b"a" * (MAX_BODY_BYTES + 1))
     assert response.status_code == 413 and response.json()["error"] == "payload_too_large"
     assert upstream.hits == before
+
+
+def test_response_streams_through_a_real_gateway(tiny, real_gateway):
+    """The first chunk reaches the client while the upstream still holds the rest (nothing buffered whole)."""
+    upstream, _ = tiny
+    with real_gateway.stream("GET", "/api/results/drip") as response:
+        chunks = response.iter_raw()
+        assert next(chunks) == b"first\n"
+        upstream.go.set()
+        assert b"".join(chunks) == b"second\n"
+    assert upstream.released is True
+
+
+def test_request_body_streams_through_a_real_gateway(tiny, real_gateway):
+    """The upstream reads the first chunk of a body while the client has not sent the second yet."""
+    upstream, _ = tiny
+    early: list[bool] = []
+
+    def body() -> Iterator[bytes]:
+        yield b"a" * 1000
+        early.append(upstream.first_chunk.wait(10))
+        yield b"b" * 1000
+
+    response = real_gateway.post("/api/results/upload", content=body())
+    assert response.status_code == 200, response.text
+    assert response.json() == {"size": 2000} and early == [True]
