@@ -93,7 +93,7 @@ def main() -> None:
         os.environ["ACCEL_WARM_PROCESSES"] = "1" if mode == "warm" else "0"
         if mode == "warm":  # each server's own start (once per parent process) is counted apart, below
             for preload in (REFERENCE_PRELOAD, ("json",), *(point_preload(r) for _, r in skills.values())):
-                isolated.fork_server(preload)._await_ready()
+                isolated.fork_server(preload).await_ready()
         probe = ["tests.tasks.isolated_probe:main", ["ok"], ("json",), None]
         add("launcher alone: start to first event (ms)", mode, first_event(*probe) * 1000)
         for label, (skill, runtime) in skills.items():
@@ -113,7 +113,7 @@ def main() -> None:
     print()
     for preload in (REFERENCE_PRELOAD, point_preload("torch"), point_preload("onnxruntime")):
         started = time.perf_counter()
-        isolated.fork_server(preload)._await_ready()
+        isolated.fork_server(preload).await_ready()
         took = time.perf_counter() - started
         print(f"fork server start, once per process (imports {', '.join(preload)}): {took:.2f} s")
     print(f"{'figure':<70} {'cold (median)':>14} {'warm (median)':>14}")

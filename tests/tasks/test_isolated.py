@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +100,34 @@ def test_a_dead_server_is_replaced_and_an_import_time_variable_gets_a_server_of_
     assert second is not first and second.alive()
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # libraries read such variables as they are imported
     assert isolated.fork_server(PRELOAD) is not second
+
+
+def test_a_shared_server_outlives_its_first_caller_and_serves_the_next_process(monkeypatch):
+    short = tempfile.mkdtemp(prefix="accel-t-", dir="/tmp")  # a Unix socket path has ~107 bytes at most
+    monkeypatch.setenv("TMPDIR", short)
+    monkeypatch.setattr(tempfile, "tempdir", short)
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    monkeypatch.setenv("ACCEL_SHARED_FORK_SERVERS", "1")
+    server_pid = None
+    try:
+        events, code, _, _ = _run("ok")
+        assert code == 0 and events
+        server_pid = isolated.fork_server(PRELOAD).await_ready()["pid"]
+        folder = next(Path(short).glob("accel-fork-*"))
+        assert folder.stat().st_mode & 0o777 == 0o700
+        # another process (a flow run of the same worker) forks from the same server
+        probe = (
+            "from accel.tasks import isolated; "
+            f"p = isolated.start({ENTRY!r}, ['ok'], {PRELOAD!r}); print(list(p.events(60))[0]['pid']); p.close(); "
+            f"print(isolated.fork_server({PRELOAD!r}).await_ready()['pid'])"
+        )
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, env=os.environ)
+        assert out.returncode == 0, out.stderr
+        child_pid, their_server = (int(line) for line in out.stdout.split())
+        assert their_server == server_pid, "the second process started a server of its own"
+        assert child_pid != server_pid
+    finally:
+        isolated.stop_servers()
+        if server_pid is not None:
+            os.kill(server_pid, signal.SIGKILL)
+        shutil.rmtree(short, ignore_errors=True)
