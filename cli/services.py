@@ -146,6 +146,9 @@ def _service_env(api_url: str) -> dict[str, str]:
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
         "ACCEL_HOME": str(settings.home),
+        # A worker's flow runs fork their check and benchmark processes from fork servers shared across
+        # runs (tasks/isolated): only the first run of the machine pays for importing torch and transformers.
+        "ACCEL_SHARED_FORK_SERVERS": "1",
     }
     if (root := project_root()) is not None:
         env["ACCEL_PROJECT_DIR"] = str(root)
