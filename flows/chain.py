@@ -15,6 +15,7 @@ from accel.flows.results import ChainResult
 from accel.flows.runs import recorded_run, store
 from accel.hardware import Target
 from accel.tasks.benchmark import BenchConfig, benchmark_skill, skipped_rows
+from accel.tasks.benchmark.process import point_preload
 from accel.tasks.errors import (
     GenerationError,
     ModelRefError,
@@ -23,7 +24,9 @@ from accel.tasks.errors import (
     UnsupportedTargetError,
 )
 from accel.tasks.generate import generate_skill
+from accel.tasks.isolated import prewarm
 from accel.tasks.progress import emit_progress
+from accel.tasks.reference import REFERENCE_PRELOAD
 from accel.tasks.validate import validate_skill
 
 # Requests that cannot be served: the chain ends, with the reason, instead of erroring.
@@ -40,7 +43,11 @@ def chain(
     parent_run_id: str | None = None,
     trigger: str | None = None,
 ) -> ChainResult:
-    target = str(Target.parse(target))
+    parsed = Target.parse(target)
+    target = str(parsed)
+    # The fork servers of the test stage and of the benchmark's points import while this one generates.
+    prewarm(REFERENCE_PRELOAD)
+    prewarm(point_preload(parsed.runtime))
     config = BenchConfig.model_validate(bench or {})
     params = {"model": model, "target": target, "level": level, "bench": config.model_dump(), "force": force}
     with recorded_run("chain", params, parent_run_id, trigger) as run:

@@ -251,11 +251,16 @@ def fork_server(preload: Iterable[str], env: dict[str, str] | None = None, *, fr
 
 
 def prewarm(preload: Iterable[str]) -> None:
-    """Start the server for `preload` now (it imports in the background), so the first child starts warm."""
+    """Have the server for `preload` start now, in the background, so the first child starts warm."""
     from accel.tasks.isolated.process import warm_enabled
 
     if warm_enabled():
-        fork_server(preload)
+        threading.Thread(target=_prewarm, args=(tuple(preload),), name="accel-prewarm", daemon=True).start()
+
+
+def _prewarm(preload: tuple[str, ...]) -> None:
+    with contextlib.suppress(Exception):  # a server that cannot start fails the first real request, with why
+        fork_server(preload).await_ready()
 
 
 @atexit.register
