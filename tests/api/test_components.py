@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from accel.api.app import create_app
 from accel.settings import Settings
+from tests.storage.api_server import bearer, issue_key
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,11 @@ def deployed(prefect_api):
 
 
 @pytest.fixture
-def api(deployed, accel_home):
-    with TestClient(create_app(Settings(prefect_api_url=deployed)), raise_server_exceptions=False) as client:
+def api(deployed, accel_home, tiny_models):
+    """The app with an admin key; the tiny models' folder is its ACCEL_MODELS_DIR (model paths outside are refused)."""
+    settings = Settings(prefect_api_url=deployed, models_dir=tiny_models["bert"].parent)
+    headers = bearer(issue_key(accel_home, name="component tests"))
+    with TestClient(create_app(settings), raise_server_exceptions=False, headers=headers) as client:
         yield client
 
 
@@ -61,11 +65,13 @@ def test_a_test_run_is_created_waits_for_a_worker_and_cancels(api, tiny_models):
     assert op["status"] == "initializing" and op["state"] == "SCHEDULED"
     assert "waiting for a worker on accel-cpu" in op["message"]
     assert op["run_url"].endswith(f"/runs/flow-run/{op['operation_id']}")
+    assert op["started_by"]["name"] == "component tests"  # the key that started it (never its secret)
     assert api.post("/api/test/run", json=body, headers=key).json()["operation_id"] == op["operation_id"]
     assert api.post("/api/test/run", json=body).json()["operation_id"] != op["operation_id"]
 
     status = api.get(f"/api/test/status/{op['operation_id']}").json()
     assert status["status"] == "initializing" and "accel-cpu" in status["waiting_for"]
+    assert status["started_by"] == op["started_by"]
     assert api.get(f"/api/benchmark/status/{op['operation_id']}").status_code == 404  # not a benchmark run
     assert op["operation_id"] in {r["run_id"] for r in api.get("/api/test/runs").json()["runs"]}
 
@@ -94,7 +100,14 @@ def test_every_component_starts_its_own_deployment(api, tiny_models):
     [
         ("/api/test/run", {"model": "org/model", "target": "cpu/tpu"}, "runtimes: torch, onnxruntime, openvino"),
         ("/api/test/run", {"model": "org/model", "level": "extreme"}, "basic"),
-        ("/api/test/run", {"model": "/no/such/model"}, "does not exist"),
+        ("/api/test/run", {"model": "/no/such/model"}, "outside the folders"),
+        ("/api/test/run", {"model": "/etc"}, "ACCEL_MODELS_DIR"),
+        ("/api/workflows/pipeline", {"models": ["../../../../etc"], "targets": ["cpu/torch"]}, "outside the folders"),
+        (
+            "/api/workflows/pipeline",
+            {"models": ["o/m"] * 43, "targets": ["cpu/torch", "cpu/openvino", "cpu/onnxruntime"]},
+            "at most 128",
+        ),
         ("/api/test/run", {"model": "nobody/nothing-here"}, "Hugging Face"),
         ("/api/test/run", {"target": "cpu/torch"}, "model"),
         ("/api/benchmark/run", {"model": "org/m", "batch_sizes": [0]}, "positive"),

@@ -1,10 +1,11 @@
 """Property-based fuzzing of the whole OpenAPI schema, in process, with schemathesis.
 
-Every operation gets generated requests, valid and invalid, against the real app on the session's real
-Prefect server and a real DuckDB file: no answer is a 5xx (except a 503 JSON error with Retry-After: the
-harness has nothing deployed, or Prefect is busy, and saying so is the API's job), every answer conforms
-to the schema its operation documents, and invalid input is refused with a 4xx. WebSocket routes are not
-in the OpenAPI document. Findings that are someone else's to fix are listed in KNOWN, xfail with the reason.
+Every operation gets generated requests, valid and invalid, with a valid admin key (auth stays on), against
+the real app on the session's real Prefect server and a real DuckDB file: no answer is a 5xx (except a 503
+JSON error with Retry-After: the harness has nothing deployed, or Prefect is busy, and saying so is the
+API's job), every answer conforms to the schema its operation documents, and invalid input is refused with
+a 4xx. WebSocket routes are not in the OpenAPI document. Findings that are someone else's to fix are listed
+in KNOWN, xfail with the reason.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from accel.api.app import create_app
 from accel.settings import Settings
+from tests.storage.api_server import bearer, issue_key
 
 # Per operation and kind (valid, invalid); ACCEL_FUZZ_EXAMPLES=500 for a deeper search than the suite's.
 MAX_EXAMPLES = int(os.environ.get("ACCEL_FUZZ_EXAMPLES", "25"))
@@ -55,11 +57,17 @@ def test_every_operation_documents_the_error_body_it_answers():
 
 
 @pytest.fixture(scope="module")
-def api_schema(prefect_api, tmp_path_factory):
+def api_schema(prefect_api, tmp_path_factory, tiny_models):
+    """The app with auth on, called with a valid admin key; no rate limit (hundreds of POSTs a minute here), the
+    tiny models' folder as ACCEL_MODELS_DIR."""
     home = tmp_path_factory.mktemp("fuzz-home")
-    app = create_app(Settings(prefect_api_url=prefect_api, home=home))
+    settings = Settings(
+        prefect_api_url=prefect_api, home=home, rate_limit_per_minute=0, models_dir=tiny_models["bert"].parent
+    )
+    app = create_app(settings)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     schema.prefect_api = prefect_api  # where the runs a fuzzed POST starts are cancelled
+    schema.auth_headers = bearer(issue_key(home, name="fuzz admin"))
     yield schema
     from schemathesis.python.asgi import shutdown_lifespans  # the app's lifespan ran once for all operations
 
@@ -108,7 +116,9 @@ def test_operation_never_fails_and_conforms(api_schema, method, path):
         phases=[p for p in Phase if p is not Phase.shrink or f"{method} {path}" not in KNOWN],
     )
     def fuzz(case):
-        response = case.call_and_validate(excluded_checks=[not_a_server_error, positive_data_acceptance])
+        response = case.call_and_validate(
+            headers=api_schema.auth_headers, excluded_checks=[not_a_server_error, positive_data_acceptance]
+        )
         _no_server_error(response, case)
         if response.status_code == 202:  # a run started: cancelled, so no later test's worker picks it up
             answer = response.json()
@@ -135,7 +145,7 @@ def test_valid_posts_reach_prefect_and_conform(api_schema, prefect_api, tiny_mod
     body = {k: [str(tiny_models["bert"])] if v == ["{bert}"] else v for k, v in body.items()}
     body = {k: str(tiny_models["bert"]) if v == "{bert}" else v for k, v in body.items()}
     case = api_schema[path]["POST"].Case(body=body, media_type="application/json")
-    response = case.call_and_validate(excluded_checks=[not_a_server_error])
+    response = case.call_and_validate(headers=api_schema.auth_headers, excluded_checks=[not_a_server_error])
     _no_server_error(response, case)
     assert response.status_code in (202, 503), response.text
     if response.status_code == 202:  # started: cancelled, so no later test's worker picks it up
@@ -164,5 +174,5 @@ def test_a_ref_in_an_unknown_users_home_is_a_422(api_schema, path, body):
     """Found by the fuzz above (a deeper run: a 500 from Path.expanduser, fixed in bd744ba): kept as explicit
     cases, so every run checks them."""
     case = api_schema[path]["POST"].Case(body=body, media_type="application/json")
-    response = case.call()
+    response = case.call(headers=api_schema.auth_headers)
     assert response.status_code == 422 and response.json()["error"] == "model_ref", response.text
