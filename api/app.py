@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 
 from accel import __version__
-from accel.api.auth import guard, is_loopback_host
+from accel.api.auth import document_security, guard, is_loopback_host
 from accel.api.cache import AggregateCache
 from accel.api.components import COMPONENTS, Component
 from accel.api.docs import install_offline_docs
@@ -107,6 +107,7 @@ def create_app(
     app.state.settings = settings
     app.state.keys = KeyStore(settings.ops_path)
     install_limits(app, settings)
+    document_security(app)
     install_gateway(app, settings, component, upstreams)
     install_offline_docs(app)
     install_error_handlers(app)

@@ -236,3 +236,28 @@ def optional_principal(connection: HTTPConnection) -> Principal | None:
         return authenticate(connection.headers, connection.app.state, client)
     except AuthenticationError:
         return None
+
+
+SECURITY_SCHEMES = {
+    "bearer": {"type": "http", "scheme": "bearer", "description": "An accel API key: `accel keys create`"},
+    "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key", "description": "The same key, another header"},
+}
+
+
+def document_security(app: Any) -> None:
+    """Say in the OpenAPI document what `guard` enforces: a key on every operation but the exempt ones (Swagger
+    UI's Authorize button then sends it)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        schema.setdefault("components", {})["securitySchemes"] = SECURITY_SCHEMES
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                operation["security"] = [] if is_exempt(path) else [{"bearer": []}, {"apiKey": []}]
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi
