@@ -58,8 +58,10 @@ if TYPE_CHECKING:
     from accel.api.routes.benchmark import BenchmarkResults
     from accel.api.routes.generator import GeneratedSkillResponse
     from accel.api.routes.health import HealthResponse
+    from accel.api.routes.keys import CreatedKey, KeyList
     from accel.api.routes.test import TestResults
     from accel.storage import IngestResult, RecordBatch, RunFamily
+    from accel.storage.keys import ApiKeyRecord
 
 __all__ = ["TERMINAL_STATUSES", "AccelAPIError", "AccelClient", "AsyncAccelClient"]
 
@@ -385,6 +387,20 @@ class _Endpoints:
     def ingest(self, batch: RecordBatch | dict[str, Any]) -> IngestResult:
         """Apply a batch of result records (a worker's rows) to the API's results store; replays are harmless."""
         return self._send(_Call("POST", "/api/results/ingest", _model(STORAGE, "IngestResult"), body=batch))
+
+    # -- keys: an admin key's business (api/auth.py)
+    def keys(self) -> KeyList:
+        """Every API key: id, name, scopes, created, expires, last used, revoked (never a secret)."""
+        return self._send(_Call("GET", "/api/keys", _model(ROUTES + "keys", "KeyList")))
+
+    def create_key(self, scopes: list[str], name: str | None = None, expires_days: float | None = None) -> CreatedKey:
+        """A new key: `.key` is the whole key, answered this once."""
+        body = {"scopes": scopes, "name": name, "expires_days": expires_days}
+        return self._send(_Call("POST", "/api/keys", _model(ROUTES + "keys", "CreatedKey"), body=body))
+
+    def revoke_key(self, key_id: str) -> ApiKeyRecord:
+        into = _model("accel.storage.keys", "ApiKeyRecord")
+        return self._send(_Call("DELETE", f"/api/keys/{_path_id(key_id)}", into))
 
     def run_records(self, run_id: str) -> RunFamily:
         """What the results store holds about a run: it, the runs it started, their skills, checks, measurements."""

@@ -219,6 +219,9 @@ def test_every_method_reaches_a_route_and_reads_its_answer(client, prefect_api, 
         "recommend": lambda: client.recommend(model, 1, 8),
         "export": client.export,
         "run_records": lambda: client.run_records(ghost),
+        "keys": client.keys,
+        "create_key": lambda: client.create_key(["read"], "made by the client test", expires_days=1),
+        "revoke_key": lambda: client.revoke_key("000000000000"),
     }
     answers = {}
     try:
@@ -238,6 +241,8 @@ def test_every_method_reaches_a_route_and_reads_its_answer(client, prefect_api, 
     assert answers["templates"].templates and isinstance(answers["export"], bytes)
     assert isinstance(answers["test_runs"], RunList) and run_id in {r.run_id for r in answers["test_runs"].runs}
     assert answers["generator_status"].status == 404 and answers["benchmark_status"].status == 404
+    assert answers["create_key"].key.startswith("accel_") and answers["revoke_key"].status == 404
+    assert answers["keys"].keys and all(k.id != answers["create_key"].key for k in answers["keys"].keys)
 
 
 # -- wait: every final state ends it ---------------------------------------------------------------------------
