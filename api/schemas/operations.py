@@ -131,7 +131,13 @@ class BenchmarkRunRequest(_Shapes):
 
 
 class NightlyRequest(_Request):
-    matrix: str | None = Field(None, description="A matrix file on the worker (default: nightly.yaml).")
+    # A file name in the worker's project folder, never a path: the worker reads it, and a path would let a
+    # run key have any file of that machine read and quoted back in the run's error (OWASP API8).
+    matrix: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}\.ya?ml$",
+        description="A matrix file in the worker's project folder, by name (default: nightly.yaml).",
+    )
 
 
 class StartedBy(BaseModel):

@@ -102,6 +102,8 @@ def test_every_component_starts_its_own_deployment(api, tiny_models):
         ("/api/test/run", {"model": "org/model", "level": "extreme"}, "basic"),
         ("/api/test/run", {"model": "/no/such/model"}, "outside the folders"),
         ("/api/test/run", {"model": "/etc"}, "ACCEL_MODELS_DIR"),
+        ("/api/workflows/nightly", {"matrix": "/etc/passwd"}, "matrix"),  # a file name, never a path
+        ("/api/workflows/nightly", {"matrix": "../../etc/hosts.yaml"}, "matrix"),
         ("/api/workflows/pipeline", {"models": ["../../../../etc"], "targets": ["cpu/torch"]}, "outside the folders"),
         (
             "/api/workflows/pipeline",
