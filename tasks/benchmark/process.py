@@ -46,7 +46,10 @@ def oom_kills() -> dict[str, int]:
     return found
 
 
-def _death(code: int, before: dict[str, int], after: dict[str, int], tail: str) -> dict[str, Any]:
+def _death(code: int | None, before: dict[str, int], after: dict[str, int], tail: str) -> dict[str, Any]:
+    if code is None:
+        ended = isolated.describe_exit(code)
+        return {"status": "error", "error": f"the benchmark process {ended}, without a result. {tail}"}
     if code >= 0:
         return {"status": "error", "error": f"the benchmark process exited with code {code} without a result. {tail}"}
     name = signal.Signals(-code).name

@@ -26,7 +26,7 @@ def warm_enabled() -> bool:
 def describe_exit(code: int | None) -> str:
     """An exit status in words: `exited with code 3`, `was killed by SIGKILL`."""
     if code is None:
-        return "did not exit"
+        return "ended with its exit status unknown (its fork server died first)"
     if code < 0:
         try:
             return f"was killed by {signal.Signals(-code).name}"
@@ -54,13 +54,14 @@ def peak_rss_of(pid: int) -> int | None:
 class Isolated:
     """One isolated process: JSON reports from its pipe, its exit status, the tail of its output."""
 
-    def __init__(self, pid: int, reports: int, log: Path, exit_status: Callable[[float | None], int]) -> None:
+    def __init__(self, pid: int, reports: int, log: Path, exit_status: Callable[[float | None], int | None]) -> None:
         self.pid = pid
         self._reports = reports
         self._log = log
         self._exit_status = exit_status  # (timeout_s) -> its code, or TimeoutError while it runs
         self.timed_out = False
-        self.returncode: int | None = None
+        self.returncode: int | None = None  # None also once it ended: its status was lost
+        self._ended = False
 
     def events(self, first_timeout_s: float, next_timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Each JSON report as it comes; ends when the process closes its end (done or dead).
@@ -95,14 +96,16 @@ class Isolated:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
 
-    def wait(self, grace_s: float | None = None) -> int:
-        """Its exit status (negative: killed by that signal); past `grace_s` it is killed first."""
-        if self.returncode is None:
+    def wait(self, grace_s: float | None = None) -> int | None:
+        """Its exit status (negative: killed by that signal; None: lost with its fork server); past
+        `grace_s` it is killed first."""
+        if not self._ended:
             try:
                 self.returncode = self._exit_status(grace_s)
             except TimeoutError:
                 self.kill()
                 self.returncode = self._exit_status(None)
+            self._ended = True
         return self.returncode
 
     def tail(self, lines: int = 12) -> list[str]:
@@ -112,7 +115,7 @@ class Isolated:
             return []
 
     def close(self) -> None:
-        if self.returncode is None:
+        if not self._ended:
             self.kill()
             self.wait()
         with contextlib.suppress(OSError):

@@ -56,16 +56,40 @@ def read_exact(fd: int, size: int, timeout_s: float | None) -> bytes:
 
 
 class ChildExit:
-    """A server's child: its pid, and its exit status, which the server writes to a pipe when it reaps it."""
+    """A server's child: its pid, and its exit status, which the server writes to a pipe when it reaps it.
+
+    Should the server die first, the status is lost: the child is then waited for until it is gone, and
+    its status is None (said so, never guessed).
+    """
 
     def __init__(self, pid: int, status_r: int) -> None:
         self.pid = pid
-        self._status_r = status_r
+        self._status_r: int | None = status_r
 
-    def __call__(self, timeout_s: float | None) -> int:
-        (code,) = PID.unpack(read_exact(self._status_r, PID.size, timeout_s))  # TimeoutError: still running
-        os.close(self._status_r)
-        return code
+    def __call__(self, timeout_s: float | None) -> int | None:
+        if self._status_r is not None:
+            try:
+                (code,) = PID.unpack(read_exact(self._status_r, PID.size, timeout_s))  # TimeoutError: running
+            except EOFError:
+                code = None
+            os.close(self._status_r)
+            self._status_r = None
+            if code is not None:
+                return code
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while _running(self.pid):
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(0.02)
+        return None
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
 
 
 class ServerGone(ConnectionError):

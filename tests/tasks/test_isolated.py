@@ -102,6 +102,20 @@ def test_a_dead_server_is_replaced_and_an_import_time_variable_gets_a_server_of_
     assert isolated.fork_server(PRELOAD) is not second
 
 
+def test_a_child_whose_server_dies_first_still_reports_and_its_lost_status_is_said_so(monkeypatch):
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    server = isolated.fork_server(PRELOAD, fresh=True)
+    with isolated.start(ENTRY, ["hang"], PRELOAD) as process:
+        events = process.events(60)
+        assert next(events)["event"] == "hello"
+        server.process.kill()
+        server.process.wait()
+        process.kill()
+        assert list(events) == [] and not process.timed_out
+        assert process.wait(10) is None
+    assert "unknown" in isolated.describe_exit(None)
+
+
 def test_a_shared_server_outlives_its_first_caller_and_serves_the_next_process(monkeypatch):
     short = tempfile.mkdtemp(prefix="accel-t-", dir="/tmp")  # a Unix socket path has ~107 bytes at most
     monkeypatch.setenv("TMPDIR", short)

@@ -244,17 +244,22 @@ def test_a_check_process_killed_before_its_first_check_is_an_error(tiny_skill):
 
     import psutil
 
+    from accel.tasks import isolated
+    from accel.tasks.reference import REFERENCE_PRELOAD
+
     skill = tiny_skill("vit", "cpu/onnxruntime").path
+    server = psutil.Process(isolated.fork_server(REFERENCE_PRELOAD).await_ready()["pid"])
+    before = {child.pid for child in server.children()}
     done: dict = {}
     worker = threading.Thread(target=lambda: done.update(report=validate(skill, "basic", record=False)))
     worker.start()
     killed, deadline = False, time.monotonic() + 60
-    while not killed and time.monotonic() < deadline:  # start-up (imports, reference) takes seconds
-        for child in psutil.Process().children(recursive=True):
-            if "accel.tasks.check_runner" in " ".join(child.cmdline()):
+    while not killed and time.monotonic() < deadline:  # start-up (the reference rendered) takes a moment
+        for child in server.children():  # the check process, forked by the server
+            if child.pid not in before:
                 child.kill()
                 killed = True
-        time.sleep(0.01)
+        time.sleep(0.002)
     worker.join(120)
     report = done["report"]
     assert killed and report.status == "error" and not report.passed
