@@ -103,7 +103,8 @@ class ForkServer:
         self.preload = preload
         self._sock = sock
         self.process = process  # None for a shared server: it is not ours to stop
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # one request on the socket at a time
+        self._ready_lock = threading.Lock()  # one reader of the `ready` message (a prewarm thread, or a request)
         self.ready: dict[str, Any] | None = None
         self.gone = False
 
@@ -123,6 +124,10 @@ class ForkServer:
 
     def await_ready(self) -> dict[str, Any]:
         """The server's `ready` message (what it imported, what failed); waits while it imports."""
+        with self._ready_lock:
+            return self._read_ready()
+
+    def _read_ready(self) -> dict[str, Any]:
         if self.ready is None:
             self._sock.settimeout(START_TIMEOUT_S)
             try:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -145,3 +146,16 @@ def test_a_shared_server_outlives_its_first_caller_and_serves_the_next_process(m
         if server_pid is not None:
             os.kill(server_pid, signal.SIGKILL)
         shutil.rmtree(short, ignore_errors=True)
+
+
+def test_a_request_right_after_a_prewarm_is_served_once_the_server_is_ready(monkeypatch):
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    preload = ("json", "tests.tasks.slow_import")  # not ready at once: the prewarm and the request overlap
+    for _ in range(3):
+        isolated.stop_servers()
+        isolated.prewarm(preload)
+        done: dict = {}
+        request = threading.Thread(target=lambda done=done: done.update(run=_run("ok", preload=preload)), daemon=True)
+        request.start()
+        request.join(60)
+        assert "run" in done and done["run"][1] == 0, "the request waited on the message the prewarm had read"
