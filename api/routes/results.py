@@ -42,6 +42,7 @@ router = APIRouter(prefix="/api/results", tags=["results"])
 _CHUNK = 1 << 16
 INT32_MAX = 2**31 - 1  # batch and seq are INTEGER columns
 MAX_OFFSET = 10**12
+EXPORT_MAX_ROWS = 1_000_000  # one export's page: a file on the API's disk before it streams (OWASP API4)
 
 ModelQuery = Annotated[str, Query(min_length=1, max_length=512, description="Model ref, as recorded.")]
 Dimension = Annotated[int | None, Query(ge=1, le=INT32_MAX)]
@@ -242,10 +243,13 @@ def export(
     store: StoreDep,
     where: FilterDep,
     format: Annotated[ExportFormat, Query(description="csv, parquet or json (one array).")] = "csv",
-    limit: Annotated[int | None, Query(ge=1, le=MAX_OFFSET, description="At most this many rows.")] = None,
+    limit: Annotated[
+        int, Query(ge=1, le=EXPORT_MAX_ROWS, description="At most this many rows (the next ones: X-Next-Offset).")
+    ] = EXPORT_MAX_ROWS,
     offset: Offset = 0,
 ) -> StreamingResponse:
-    """Row-level measurements written by DuckDB's own writer to a temporary file, then streamed."""
+    """Row-level measurements written by DuckDB's own writer to a temporary file, then streamed; a page of at
+    most EXPORT_MAX_ROWS rows, the header `X-Next-Offset` saying where the next one starts."""
     folder = Path(tempfile.mkdtemp(prefix="accel-export-"))
     _, media, suffix = q.FORMATS[format]
     path = folder / f"measurements.{suffix}"
@@ -260,6 +264,7 @@ def export(
         headers={
             "Content-Disposition": f'attachment; filename="measurements.{suffix}"',
             "X-Row-Count": str(count),
+            **({"X-Next-Offset": str(offset + count)} if count == limit else {}),
         },
         background=BackgroundTask(shutil.rmtree, folder, ignore_errors=True),
     )

@@ -208,6 +208,10 @@ def test_export_everything_and_bad_formats(client):
     assert response.headers["x-row-count"] == "31" and response.headers["content-type"].startswith("text/csv")
     assert len(response.text.strip().splitlines()) == 1 + 31
     assert client.get("/api/results/export", params={"limit": 4, "offset": 30}).headers["x-row-count"] == "1"
+    page = client.get("/api/results/export", params={"limit": 4, "offset": 8}).headers
+    assert (page["x-row-count"], page["x-next-offset"]) == ("4", "12")  # a full page says where the next starts
+    assert "x-next-offset" not in response.headers
+    assert client.get("/api/results/export", params={"limit": 10**7}).status_code == 422  # capped
     bad = _error(client.get("/api/results/export", params={"format": "xlsx"}), 422)["detail"]
     assert all(f in bad for f in ("csv", "parquet", "json"))
 
