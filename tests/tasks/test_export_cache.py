@@ -1,9 +1,11 @@
 """onnxruntime and OpenVINO skills of one model share one validated ONNX export (tasks/export_cache)."""
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from accel.settings import get_settings
@@ -70,36 +72,51 @@ _GENERATE = """
 import json, sys
 from pathlib import Path
 from accel.tasks.generate import generate
+print("ready", flush=True)
+sys.stdin.readline()
 skill = generate(sys.argv[1], sys.argv[2], out_dir=Path(sys.argv[3]))
-print(json.dumps(skill.manifest["artifact"]["shared_export"]))
+print(json.dumps(skill.manifest["artifact"]["shared_export"]), flush=True)
 """
 
 
-def test_two_processes_generating_one_export_at_once_make_it_once(tiny_models, tmp_path, accel_home):
+def blocked_on(path: Path, pid: int) -> bool:
+    """`pid` waits for the flock on `path` (the kernel's /proc/locks marks a waiter with ->)."""
+    inode = f":{path.stat().st_ino} "
+    return any(
+        "->" in line and f" {pid} " in line and inode in line for line in Path("/proc/locks").read_text().splitlines()
+    )
+
+
+def test_a_generation_in_another_process_waits_for_the_export_being_made_then_reuses_it(
+    tiny_models, tmp_path, accel_home
+):
+    bert = str(tiny_models["bert"])
+    key = shared(generate(bert, "cpu/onnxruntime", out_dir=tmp_path / "here"))["key"]
+    lock = get_settings().cache_dir / "onnx" / f"{key}.lock"
     env = {**os.environ, "ACCEL_HOME": str(accel_home), "PYTHONPATH": str(ROOT)}
-    runs = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                _GENERATE,
-                str(tiny_models["bert"]),
-                target,
-                str(tmp_path / target.replace("/", "-")),
-            ],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for target in ("cpu/onnxruntime", "cpu/openvino")
-    ]
-    outcomes = []
-    for run in runs:
-        out, err = run.communicate(timeout=300)
-        assert run.returncode == 0, err[-2000:]
-        outcomes.append(json.loads(out.strip().splitlines()[-1]))
-    assert sorted(o["reused"] for o in outcomes) == [False, True]
+    other = subprocess.Popen(
+        [sys.executable, "-c", _GENERATE, bert, "cpu/openvino", str(tmp_path / "other")],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout.readline().strip() == "ready", other.stderr.read()[-2000:]
+        with open(lock, "a+") as held:  # as a generation of this export does while it makes and checks it
+            fcntl.flock(held, fcntl.LOCK_EX)
+            other.stdin.write("go\n")
+            other.stdin.flush()
+            while not blocked_on(lock, other.pid):
+                assert other.poll() is None, "it went on while the export was held: " + other.stderr.read()[-2000:]
+                time.sleep(0.05)
+            fcntl.flock(held, fcntl.LOCK_UN)
+        out, err = other.communicate(timeout=300)
+    finally:
+        other.kill()
+    assert other.returncode == 0, err[-2000:]
+    there = json.loads(out.strip().splitlines()[-1])
     [entry] = entries()
-    assert {o["sha256"] for o in outcomes} == {file_sha256(entry / "model.onnx")}
+    assert there["reused"] is True and there["sha256"] == file_sha256(entry / "model.onnx")
     assert not [p for p in entry.parent.iterdir() if p.name.startswith((".tmp-", ".trash-"))]
