@@ -13,7 +13,7 @@ from accel.cli.output import JsonFlag, console, emit_json, human_bytes, progress
 from accel.tasks.errors import SkillDirError
 
 if TYPE_CHECKING:
-    from accel.tasks.generate import GeneratedSkill
+    from accel.tasks.generated import GeneratedSkill
 
 
 def _summary(skill: GeneratedSkill) -> Table:
@@ -70,7 +70,8 @@ def generate_command(
     """Generate the standalone implementation (skill) of a model for one target, checked against the model."""
     if out is not None:  # before the generator's imports: bad input is refused at once
         writable_folder(out, "--out")
-    from accel.tasks.generate import generate, record_skill  # here: the generator imports torch
+    from accel.tasks.generate import generate  # here: the generator imports torch
+    from accel.tasks.generated import record_skill
 
     with progress_bar(json_output) as progress:
         task = progress.add_task("generate", total=1.0)

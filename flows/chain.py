@@ -23,7 +23,7 @@ from accel.tasks.errors import (
     UnsupportedModelError,
     UnsupportedTargetError,
 )
-from accel.tasks.generate import generate_skill
+from accel.tasks.generate_stage import generate_skill
 from accel.tasks.isolated import prewarm
 from accel.tasks.progress import emit_progress
 from accel.tasks.reference import REFERENCE_PRELOAD

@@ -12,7 +12,8 @@ from prefect import flow
 from accel.flows.runs import recorded_run
 from accel.hardware import Target
 from accel.tasks.benchmark import BenchConfig, BenchReport, benchmark_skill
-from accel.tasks.generate import GeneratedSkill, generate_skill
+from accel.tasks.generate_stage import generate_skill
+from accel.tasks.generated import GeneratedSkill
 from accel.tasks.validate import TestReport, validate_skill
 
 

@@ -18,6 +18,8 @@ HARDWARE: tuple[str, ...] = get_args(Hardware)
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_PRECISION = "fp32"
+# The torch dtype of each precision's weights and activations (int8 quantizes an fp32 graph's weights).
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 
 # What accel can generate, per hardware and runtime (the software side). Whether this machine can
 # run it is a separate question, answered from a HardwareProfile by `target_status`.

@@ -20,30 +20,27 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from prefect import task
 from pydantic import BaseModel
 
 from accel.hardware import Target, detect, target_status
+from accel.hardware.targets import TORCH_DTYPES
 from accel.settings import get_settings
-from accel.storage import SkillRecord
 from accel.tasks import templates
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import EXPORTERS, ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
 from accel.tasks.export_cache import export_key, file_sha256, shared_export
+from accel.tasks.generated import GeneratedSkill
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
 from accel.tasks.model_lock import MODEL_LOADING
-from accel.tasks.progress import stage_progress
 from accel.tasks.render import (
     GENERATOR_VERSION,
-    TORCH_DTYPES,
     device_for,
     render_context,
     skill_id_for,
     template_for,
 )
 from accel.tasks.resolve import MODEL_FILE_PATTERNS, ResolvedModel, resolve_model
-from accel.tasks.results_store import AnyResultsStore, open_results_store
 from accel.tasks.skill_module import import_skill
 from accel.tasks.tolerances import Comparison, compare_outputs, tolerance_for
 
@@ -53,18 +50,6 @@ _STALE_STAGING_S = 3600
 Progress = Callable[[str, float], None]
 DeviceGuard = Callable[[], AbstractContextManager[Any]]
 _no_guard: DeviceGuard = nullcontext
-
-
-class GeneratedSkill(BaseModel):
-    skill_id: str
-    path: Path
-    reused: bool
-    seconds: float
-    manifest: dict[str, Any]
-
-    @property
-    def target(self) -> str:
-        return self.manifest["target"]["target"]
 
 
 def _quiet(step: str, fraction: float) -> None:
@@ -467,50 +452,6 @@ def generate(
         shutil.rmtree(staging, ignore_errors=True)
     progress("done", 1.0)
     return GeneratedSkill(skill_id=skill_id, path=final, reused=False, manifest=manifest, seconds=manifest["seconds"])
-
-
-def skill_record(skill: GeneratedSkill) -> SkillRecord:
-    m = skill.manifest
-    return SkillRecord(
-        skill_id=skill.skill_id,
-        model_ref=m["model"]["ref"],
-        model_revision=m["model"]["revision"],
-        family=m["model"]["family"],
-        task=m["model"]["task"],
-        architecture=m["model"]["architecture"],
-        target=m["target"]["target"],
-        hardware=m["target"]["hardware"],
-        runtime=m["target"]["runtime"],
-        precision=m["target"]["precision"],
-        template=m["template"]["name"],
-        template_version=m["template"]["version"],
-        generator_version=m["generator_version"],
-        path=str(skill.path),
-        manifest=m,
-        created_at=datetime.fromisoformat(m["created_at"]),
-    )
-
-
-def record_skill(skill: GeneratedSkill, store: AnyResultsStore | None = None) -> None:
-    """Record the skill in `store`, by default the results store of the settings (file or accel API)."""
-    (store or open_results_store()).record_skill(skill_record(skill))
-
-
-@task(name="generate_skill", task_run_name="generate {ref} for {target}")
-def generate_skill(ref: str, target: str, force: bool = False, out_dir: str | None = None) -> GeneratedSkill:
-    """Prefect task: generate (or reuse) the skill of `ref` for `target` and record it in the results store.
-
-    No retries: a model that does not export or does not match its reference fails the same way again.
-    """
-    skill = generate(
-        ref,
-        target,
-        out_dir=Path(out_dir) if out_dir else None,
-        force=force,
-        progress=stage_progress("generate", model=ref, target=target),
-    )
-    record_skill(skill)
-    return skill
 
 
 class TemplateEntry(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 from accel.tasks.manifest import Manifest
 
-# What a process that renders the reference imports: the fork server of checks and FLOP counting
+# What a process that renders the reference imports: the fork server of generation, checks and FLOP counting
 # (tasks/isolated) imports it once, so each such process starts without paying for it. The transformers
 # submodules are the ones its lazy top level loads on the first model, config or tokenizer class.
 REFERENCE_PRELOAD = (
@@ -29,6 +29,9 @@ REFERENCE_PRELOAD = (
     "onnxruntime",
     "openvino",
     "onnx",
+    "torch.onnx",
+    "accel.tasks.generate",
+    "accel.tasks.generate_runner",
     "accel.tasks.check_runner",
     "accel.tasks.benchmark.flops",
 )

@@ -11,13 +11,13 @@ import json
 from typing import Any
 
 from accel.hardware import Target
+from accel.hardware.targets import TORCH_DTYPES
 from accel.tasks import templates
 from accel.tasks.errors import UnsupportedTargetError
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
 GENERATOR_VERSION = "1"
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 OPENVINO_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from accel.storage import RunRecord
 from accel.tasks.environment import record_this_environment
-from accel.tasks.generate import GeneratedSkill, record_skill
+from accel.tasks.generated import GeneratedSkill, record_skill
 from accel.tasks.results_store import AnyResultsStore, open_results_store
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from accel.hardware.peak_flops import PeakProbe, peak_flops
+from accel.hardware.targets import TORCH_DTYPES
 from accel.settings import get_settings
 from accel.storage import MeasurementRecord
 from accel.tasks.benchmark.config import BenchConfig, BenchReport, check_request, plan_points
@@ -27,7 +28,6 @@ from accel.tasks.benchmark.process import spawn_point
 from accel.tasks.benchmark.rows import build_row
 from accel.tasks.device_lock import device_slot
 from accel.tasks.manifest import read_manifest
-from accel.tasks.render import TORCH_DTYPES
 from accel.tasks.stage_run import open_stage_run
 
 Progress = Callable[[str, float], None]

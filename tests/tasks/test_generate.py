@@ -14,7 +14,8 @@ import pytest
 
 from accel.hardware import Target, TargetError, detect, target_status
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
-from accel.tasks.generate import generate, generate_skill, template_catalogue
+from accel.tasks.generate import generate, template_catalogue
+from accel.tasks.generate_stage import generate_skill
 from accel.tasks.tolerances import Tolerance, compare_outputs, tolerance_for
 from tests.tiny_models import TINY_MODELS
 
