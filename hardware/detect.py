@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import ModuleType
 
 from accel.hardware.accelerators import detect_cuda, detect_mps, detect_nvml, detect_rocm, detect_xpu
@@ -75,3 +79,53 @@ def detect() -> HardwareProfile:
         libraries=library_versions(),
         detected_at=datetime.now(UTC),
     )
+
+
+# What decides which devices and cores a process sees, beside the machine itself.
+_VISIBILITY_ENV = ("CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES", "ZE_AFFINITY_MASK")
+
+
+def _profile_key() -> dict[str, object]:
+    def read(path: str) -> str | None:
+        try:
+            return Path(path).read_text().strip()
+        except OSError:
+            return None
+
+    return {
+        "boot": read("/proc/sys/kernel/random/boot_id"),
+        "cgroup_cpu": read("/sys/fs/cgroup/cpu.max"),
+        "cores": sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "python": sys.executable,
+        "libraries": library_versions(),
+        "env": {name: os.environ.get(name) for name in _VISIBILITY_ENV},
+    }
+
+
+def detect_once_per_boot(cache_file: Path) -> HardwareProfile:
+    """detect(), kept in `cache_file` until the machine reboots or what a process sees of it changes
+    (library versions, the visible devices, its cores); the free memory is read fresh each time.
+
+    For the environment row each run records: a flow-run process would otherwise import torch, ONNX
+    Runtime and OpenVINO (about a second) to find what the previous run found. `accel hardware` and
+    `accel targets` always probe.
+    """
+    key = _profile_key()
+    if key["boot"] is not None:
+        try:
+            cached = json.loads(cache_file.read_text())
+            if cached.get("key") == key:
+                profile = HardwareProfile.model_validate(cached["profile"])
+                return profile.model_copy(update={"memory": detect_memory()})
+        except (OSError, ValueError, KeyError):
+            pass
+    profile = detect()
+    if key["boot"] is not None:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            staging = cache_file.with_name(f".{cache_file.name}.{os.getpid()}")
+            staging.write_text(json.dumps({"key": key, "profile": profile.model_dump(mode="json")}))
+            staging.replace(cache_file)
+        except OSError:
+            pass  # detected again next time
+    return profile

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from accel.hardware import HardwareProfile, detect
+from accel.hardware import HardwareProfile
+from accel.hardware.detect import detect_once_per_boot
+from accel.settings import get_settings
 from accel.storage import EnvironmentRecord, ResultsStore
 
 
@@ -35,5 +37,6 @@ def environment_record(profile: HardwareProfile) -> EnvironmentRecord:
 
 
 def record_this_environment(store: ResultsStore, profile: HardwareProfile | None = None) -> str:
-    """Detect (unless given) and record this machine; returns its environment id."""
-    return store.record_environment(environment_record(profile or detect()))
+    """Detect (unless given; once per boot, hardware/detect) and record this machine; its environment id."""
+    profile = profile or detect_once_per_boot(get_settings().cache_dir / "hardware-profile.json")
+    return store.record_environment(environment_record(profile))

@@ -49,6 +49,8 @@ def _run_child(request: dict[str, Any], reports_w: int, log_fd: int) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
+        ahead = [entry for entry in os.environ.get("PYTHONPATH", "").split(os.pathsep) if entry]
+        sys.path[:0] = [entry for entry in ahead if entry not in sys.path]
         atexit._clear()  # the server's exit handlers are not this process's
         _reseed()
         module_name, _, function = request["entry"].partition(":")

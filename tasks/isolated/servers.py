@@ -34,7 +34,9 @@ from pathlib import Path
 from typing import Any
 
 # Ours (ACCEL_*, PREFECT_*) and pytest's variables are read at run time, not as libraries are imported.
-_RUN_TIME_ENV = ("ACCEL_", "PREFECT_", "PYTEST_")
+# PYTHONPATH too, here: a Prefect worker gives each flow run a folder of its own on it, and a child
+# puts its caller's entries in front of the server's sys.path (server.py).
+_RUN_TIME_ENV = ("ACCEL_", "PREFECT_", "PYTEST_", "PYTHONPATH")
 START_TIMEOUT_S = 600.0  # a server's imports, on a slow, busy machine
 SHARED_IDLE_EXIT_S = 900.0
 PID = struct.Struct("q")

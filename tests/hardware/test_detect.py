@@ -76,3 +76,29 @@ def test_cpuinfo_parsing_reads_x86_flags_and_arm_features():
     assert _cpuinfo_fields(x86) == ("Some CPU @ 2GHz", {"fpu", "sse4_2", "avx2", "avx512f", "amx_tile"})
     arm = "processor\t: 0\nFeatures\t: fp asimd sve bf16\nCPU part\t: 0xd0c\n"
     assert _cpuinfo_fields(arm) == (None, {"fp", "asimd", "sve", "bf16"})
+
+
+def test_a_flow_process_reads_the_machine_from_the_boot_cache_without_importing_the_runtimes(tmp_path):
+    import subprocess
+    import sys
+
+    cache = tmp_path / "hardware-profile.json"
+    probe = (
+        "import sys; from pathlib import Path; from accel.hardware.detect import detect_once_per_boot; "
+        f"p = detect_once_per_boot(Path({str(cache)!r})); "
+        "print(p.cpu.logical_cores, ','.join(m for m in ('torch', 'onnxruntime', 'openvino') if m in sys.modules))"
+    )
+
+    def run(**env: str) -> list[str]:
+        import os
+
+        done = subprocess.run(
+            [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env={**os.environ, **env}
+        )
+        return done.stdout.split()
+
+    first = run()
+    assert cache.is_file() and len(first) == 2 and "torch" in first[1]  # detected: the runtimes imported
+    again = run()
+    assert again == first[:1], "the second process detected again instead of reading the boot's profile"
+    assert len(run(CUDA_VISIBLE_DEVICES="")) == 2, "a change in the devices a process may see detects again"
