@@ -105,6 +105,7 @@ def main() -> None:
         "ACCEL_HOME": str(work / "home"),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
         "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "ACCEL_SHARED_FORK_SERVERS": "1",  # as accel up's and accel worker's workers have it
     }
     os.environ.update({k: env[k] for k in ("PREFECT_HOME", "PREFECT_API_URL", "ACCEL_HOME")})
     prefect = str(Path(sys.executable).with_name("prefect"))
