@@ -28,8 +28,8 @@ from accel.flows.report import publish
 from accel.flows.results import ChainResult, PipelineResult, chain_result
 from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, store
 from accel.hardware import Target, parse_targets
-from accel.tasks.device_lock import device_slot, holder
-from accel.tasks.generate import generate
+from accel.tasks.device_lock import holder
+from accel.tasks.generate_stage import generate_isolated
 from accel.tasks.resolve import resolve_model
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
@@ -171,7 +171,7 @@ def _generate_beside(ref: str, target: Target, chain_done: threading.Event, logg
         if chain_done.wait(0.1):
             return
     try:
-        skill = generate(ref, target, device_guard=lambda: device_slot(target.hardware))
+        skill = generate_isolated(ref, str(target), device_slot=target.hardware)
     except Exception as err:  # the next chain generates it again and reports why it fails, in its own row
         logger.warning("generating %s for %s beside a benchmark failed: %s: %s", ref, target, type(err).__name__, err)
         return

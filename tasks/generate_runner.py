@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("target")
     parser.add_argument("--force", action="store_true")
     parser.add_argument("--out-dir", type=Path)
+    parser.add_argument("--device-slot", help="hold this hardware's device slot for the work on the device")
     parser.add_argument("--report-fd", type=int, required=True)
     args = parser.parse_args(argv)
     report = os.fdopen(args.report_fd, "w", buffering=1)
@@ -28,6 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     def emit(event: str, **fields: object) -> None:
         report.write(json.dumps({"event": event, **fields}, default=str) + "\n")
 
+    from accel.tasks.device_lock import device_slot
     from accel.tasks.generate import generate
 
     try:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             out_dir=args.out_dir,
             force=args.force,
             progress=lambda step, fraction: emit("progress", step=step, fraction=fraction),
+            device_guard=(lambda: device_slot(args.device_slot)) if args.device_slot else None,
         )
     except Exception as err:  # the caller raises it again, as the same kind
         emit("error", kind=type(err).__name__, message=str(err)[:4000])

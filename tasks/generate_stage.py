@@ -39,9 +39,14 @@ def generate_isolated(
     out_dir: str | None = None,
     progress: Callable[[str, float], None] | None = None,
     step_timeout_s: float = GENERATION_STEP_TIMEOUT_S,
+    device_slot: str | None = None,
 ) -> GeneratedSkill:
-    """Generate (or reuse) the skill of `ref` for `target` in an isolated process; what it made."""
+    """Generate (or reuse) the skill of `ref` for `target` in an isolated process; what it made.
+
+    `device_slot` (a hardware kind): its work on the device waits for that device's benchmark slot
+    (the pipeline generating beside a benchmark, flows/pipeline.overlap_plan)."""
     argv = [ref, target, *(["--force"] if force else []), *(["--out-dir", out_dir] if out_dir else [])]
+    argv += ["--device-slot", device_slot] if device_slot else []
     with isolated.start("accel.tasks.generate_runner:main", argv, REFERENCE_PRELOAD) as process:
         for event in process.events(step_timeout_s):
             if event["event"] == "progress" and progress:
