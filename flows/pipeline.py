@@ -143,9 +143,9 @@ def overlap_plan(groups: dict[str, Group], remote: set[str], force: bool = False
     """Per hardware group, the chains i during whose benchmark chain i+1's skill is generated here.
 
     Generation runs on this machine's CPU, so it overlaps only a benchmark on another device:
-    - never on the CPU: CPU work beside a CPU benchmark makes its figures noisy;
-    - never while this pipeline also has CPU targets (their benchmarks would get it beside them, and a
-      generation waiting for its device holds up this process's other generations);
+    - never on the CPU: CPU work beside a CPU benchmark makes its figures noisy (forced on in a test,
+      the point measured beside an export was flagged noisy: others' CPU share over 10%);
+    - never while this pipeline also has CPU targets: their benchmarks would get it beside them;
     - never for chains that run on a worker (its skill is made where that worker is), nor under
       `force` (the next chain would make its skill again).
     What the generation runs on the target's device (its validation, all of it for torch there) waits
