@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -140,6 +140,13 @@ class Settings(BaseSettings):
             return self.admin_key_path.read_text().strip() or None
         except OSError:
             return None
+
+
+def describe_invalid(err: ValidationError) -> str:
+    """A bad ACCEL_* value in one line: which variable, and what is accepted."""
+    return "; ".join(
+        f"ACCEL_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}" for e in err.errors()
+    )
 
 
 @lru_cache(maxsize=1)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 
 import typer
+from pydantic import ValidationError
 
 from accel import __version__
 from accel.cli.bench import bench_command, compare_command
@@ -19,6 +21,7 @@ from accel.cli.run import run_command
 from accel.cli.serve import serve_command
 from accel.cli.services import up_command, worker_command
 from accel.cli.test import test_command
+from accel.settings import describe_invalid
 from accel.storage import ResultsRefusedError, ResultsUnavailableError, StoreBusyError
 from accel.tasks.errors import REQUEST_ERRORS, GenerationError, ServiceUnavailableError
 
@@ -72,10 +75,17 @@ def _quiet_libraries() -> None:
 def run(argv: list[str] | None = None) -> None:
     """Console-script entry: run the app, mapping bad input to exit code 2 and one line on stderr."""
     _quiet_libraries()
+    # Commands run from a shell fork their isolated processes from servers shared across commands
+    # (tasks/isolated): the second `accel run` does not import torch and transformers again.
+    os.environ.setdefault("ACCEL_SHARED_FORK_SERVERS", "1")
     try:
         code = app(args=argv, prog_name="accel", standalone_mode=False)
     except BAD_INPUT as err:
         fail(str(err))
+    except ValidationError as err:
+        if err.title != "Settings":
+            raise
+        fail(describe_invalid(err))  # a bad ACCEL_* value: one line, not a traceback
     except WORK_FAILED as err:
         fail(str(err), code=1)
     except typer.Abort:

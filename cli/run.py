@@ -99,6 +99,14 @@ def run_command(
         result = run_through_api(api, models, parsed, level, bench, force, json_output)
         _report(result, json_output)
         return
+    from accel.hardware import Target
+    from accel.tasks.benchmark.process import point_preload
+    from accel.tasks.isolated import prewarm
+    from accel.tasks.reference import REFERENCE_PRELOAD
+
+    # The fork servers of generation, checks and points import while this process starts Prefect.
+    for preload in (REFERENCE_PRELOAD, *sorted({point_preload(Target.parse(t).runtime) for t in parsed})):
+        prewarm(preload)
     from accel.tasks.resolve import resolve_model
 
     for ref in models:  # a ref that names nothing is bad input, refused before any run starts

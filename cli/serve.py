@@ -15,7 +15,7 @@ from pydantic import ValidationError
 from accel.api.components import COMPONENT_NAMES, check_component
 from accel.cli.output import err_console
 from accel.cli.services import _port_free, _reachable
-from accel.settings import get_settings
+from accel.settings import describe_invalid, get_settings
 from accel.tasks.errors import RequestError
 
 
@@ -39,12 +39,7 @@ def serve_command(
     try:
         settings = get_settings()
     except ValidationError as err:  # a bad ACCEL_* value: said in one line, not a traceback
-        raise RequestError(
-            "; ".join(
-                f"ACCEL_{'_'.join(map(str, e['loc'])).upper()}: {e['msg'].removeprefix('Value error, ')}"
-                for e in err.errors()
-            )
-        ) from None
+        raise RequestError(describe_invalid(err)) from None
     chosen = check_component(component) if component is not None else None
     host = host or settings.api_host
     port = port or settings.api_port

@@ -16,6 +16,8 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+# Fork servers of this session are its own (stopped with it), not the shared ones a shell's `accel` uses.
+os.environ["ACCEL_SHARED_FORK_SERVERS"] = "0"
 
 import shutil  # noqa: E402
 

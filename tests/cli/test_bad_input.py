@@ -65,3 +65,8 @@ def test_generate_refuses_an_out_folder_it_cannot_write(capsys, tiny_models, tmp
 def test_compare_refuses_runs_it_does_not_know(capsys):
     code, _, err = accel(capsys, "compare", "no-such-run", "another-one")
     one_line_error(code, err, "no-such-run", "no measurements")
+
+
+def test_a_bad_setting_is_one_line_naming_the_variable(capsys, monkeypatch):
+    monkeypatch.setenv("ACCEL_DB_TIMEOUT_S", "-1")
+    one_line_error(*accel(capsys, "compare", "a", "b")[::2], "ACCEL_DB_TIMEOUT_S", "greater than 0")
