@@ -1,7 +1,8 @@
 """`accel run`: the whole pipeline (generate -> test -> benchmark) for models x targets, with live progress.
 
 Runs against the Prefect server of PREFECT_API_URL, else the one `accel up` started on this machine,
-else an ephemeral one (its state under $ACCEL_HOME/prefect). With `--api URL` it runs nowhere here: the
+else a local one kept for the next run (cli/local_prefect: its state under $ACCEL_HOME/prefect, stopped
+after 15 idle minutes; ACCEL_LOCAL_PREFECT=0: a temporary one per run). With `--api URL` it runs nowhere here: the
 accel API at URL starts the pipeline on its workers, and this command follows the run over its WebSocket
 and prints the same table from the rows the API returns.
 """
@@ -16,9 +17,11 @@ import httpx
 import typer
 from rich.table import Table
 
+from accel.cli import local_prefect
 from accel.cli.bench import _ints
 from accel.cli.output import JsonFlag, console, emit_json, err_console, fail, progress_bar
 from accel.hardware import parse_targets
+from accel.settings import get_settings
 from accel.tasks.levels import LEVEL_NAMES, check_level
 
 LOCAL_PREFECT = "http://127.0.0.1:4200/api"
@@ -117,7 +120,11 @@ def run_command(
     from accel.tasks.progress import add_listener, remove_listener
 
     api = prefect_api()
-    err_console.print(f"Prefect: {api or 'an ephemeral server (start one that stays with `accel up`)'}")
+    if api is None and local_prefect.enabled():
+        api = local_prefect.local_prefect_api(get_settings())
+        err_console.print(f"Prefect: {api} (kept for the next run; it stops after 15 idle minutes)")
+    else:
+        err_console.print(f"Prefect: {api or 'a temporary server, for this run only'}")
     with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("starting", total=None)
         current = {"chain": ""}
