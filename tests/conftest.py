@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 # Before anything imports huggingface_hub (it reads these once): never touch the network, and use an
@@ -92,6 +93,7 @@ def skills_dir() -> Path:
 def tiny_skill(tiny_models, skills_dir):
     """`tiny_skill(name, target)`: the generated skill of a tiny model, generated once per session."""
     from accel.tasks.generate import generate
+    from accel.tasks.generate_stage import generate_isolated
 
     made = {}
 
@@ -100,6 +102,16 @@ def tiny_skill(tiny_models, skills_dir):
             made[name, target] = generate(str(tiny_models[name]), target, out_dir=skills_dir)
         return made[name, target]
 
+    def make_all(cases: list[tuple[str, str]]) -> None:
+        """Generate the cases not made yet, two at a time, each in an isolated process of its own (the
+        export is mostly single-threaded Python: two processes use both cores where threads could not)."""
+        todo = [case for case in dict.fromkeys(cases) if case not in made]
+        models = {name: str(tiny_models[name]) for name, _ in todo}  # built here, one after the other
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            skills = pool.map(lambda case: generate_isolated(models[case[0]], case[1], out_dir=str(skills_dir)), todo)
+            made.update(zip(todo, skills, strict=True))
+
+    make.all = make_all
     return make
 
 

@@ -33,9 +33,16 @@ def load_skill(path: Path):
     return module
 
 
+@pytest.fixture(scope="module")
+def generated(tiny_skill):
+    """Every case generated (what generate() makes, in an isolated process each, two at a time)."""
+    tiny_skill.all(CASES)
+    return tiny_skill
+
+
 @pytest.mark.parametrize(("name", "target"), CASES)
-def test_the_skill_generates_with_a_complete_manifest(tiny_skill, name, target):
-    skill = tiny_skill(name, target)
+def test_the_skill_generates_with_a_complete_manifest(generated, name, target):
+    skill = generated(name, target)
     files = {p.name for p in skill.path.iterdir()}
     assert {"skill.py", "manifest.json", "assets"} <= files
     assert ("model.onnx" in files) == (target != "cpu/torch")
@@ -64,8 +71,7 @@ def standalone_runs(tiny_skill, python_without_accel):
             timeout=300,
         )
 
-    for case in CASES:  # generate in this thread first; then only the runs overlap
-        tiny_skill(*case)
+    tiny_skill.all(CASES)  # generated first; then only the runs overlap
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(CASES, pool.map(run, CASES), strict=True))
 
