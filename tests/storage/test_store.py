@@ -176,9 +176,12 @@ def _writer(path: str, worker: int, count: int) -> None:
         store.record_measurements([_measurement(f"run-{worker}", i, p50=float(i))])
 
 
+ROWS_EACH = 20  # one transaction each: 80 lock hand-overs between four processes
+
+
 def _write_from_four_processes(path: str) -> None:
     ctx = multiprocessing.get_context("spawn")
-    workers = [ctx.Process(target=_writer, args=(path, w, 50)) for w in range(4)]
+    workers = [ctx.Process(target=_writer, args=(path, w, ROWS_EACH)) for w in range(4)]
     for p in workers:
         p.start()
     for p in workers:
@@ -190,11 +193,11 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path):
     path = str(tmp_path / "shared.duckdb")
     _write_from_four_processes(path)
     store = ResultsStore(path)
-    assert store.count("measurements") == 200 and store.count("runs") == 4
+    assert store.count("measurements") == 4 * ROWS_EACH and store.count("runs") == 4
     for w in range(4):
-        assert sorted(m.p50_ms for m in store.measurements(f"run-{w}")) == [float(i) for i in range(50)]
+        assert sorted(m.p50_ms for m in store.measurements(f"run-{w}")) == [float(i) for i in range(ROWS_EACH)]
     _write_from_four_processes(path)  # the same writes again, all four at once
-    assert store.count("measurements") == 200
+    assert store.count("measurements") == 4 * ROWS_EACH
 
 
 def test_a_store_at_an_older_schema_is_migrated_keeping_its_rows(tmp_path):

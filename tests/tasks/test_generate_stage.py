@@ -39,7 +39,7 @@ def test_a_generation_that_stops_reporting_is_killed_and_said_so(tiny_models, tm
 
 def test_the_flows_that_run_on_workers_import_neither_torch_nor_transformers():
     probe = (
-        "import sys; import accel.flows.chain, accel.flows.stages; "
+        "import sys; import accel.flows.chain, accel.flows.stages, accel.flows.pipeline, accel.flows.nightly; "
         "print(','.join(m for m in ('torch', 'transformers', 'onnxruntime', 'openvino') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
