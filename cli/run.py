@@ -110,10 +110,10 @@ def run_command(
     # The fork servers of generation, checks and points import while this process starts Prefect.
     for preload in (REFERENCE_PRELOAD, *sorted({point_preload(Target.parse(t).runtime) for t in parsed})):
         prewarm(preload)
-    from accel.tasks.resolve import resolve_model
+    from accel.tasks.resolve_stage import resolve_isolated
 
     for ref in models:  # a ref that names nothing is bad input, refused before any run starts
-        resolve_model(ref)
+        resolve_isolated(ref)
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from accel.flows.pipeline import pipeline

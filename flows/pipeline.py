@@ -30,25 +30,15 @@ from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, s
 from accel.hardware import Target, parse_targets
 from accel.tasks.device_lock import holder
 from accel.tasks.generate_stage import generate_isolated
+from accel.tasks.resolve_stage import resolve_isolated
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
 
 
 @task(name="resolve_model", task_run_name="resolve {ref}")
 def resolve_model_task(ref: str) -> dict[str, Any]:
-    # Here, not at the top: resolution reads the model's family through transformers (which imports
-    # torch), and the module itself stays light for `prefect deploy` and the flow-run process's start.
-    from accel.tasks.resolve import resolve_model
-
-    model = resolve_model(ref)
-    return {
-        "ref": ref,
-        "path": str(model.path),
-        "revision": model.revision,
-        "family": model.family,
-        "task": model.task,
-        "parameters": model.parameters,
-    }
+    model = resolve_isolated(ref)
+    return {"ref": ref, **{k: model[k] for k in ("path", "revision", "family", "task", "parameters")}}
 
 
 def remote_pools() -> set[str]:

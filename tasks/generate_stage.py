@@ -14,21 +14,15 @@ from collections.abc import Callable
 
 from prefect import task
 
-from accel.tasks import errors, isolated
+from accel.tasks import isolated
 from accel.tasks.errors import GenerationError
 from accel.tasks.generated import GeneratedSkill, record_skill
+from accel.tasks.isolated.call import raised_again
 from accel.tasks.progress import stage_progress
 from accel.tasks.reference import REFERENCE_PRELOAD
 
 # Between two reports (an export step of a large model on a slow machine can take this long).
 GENERATION_STEP_TIMEOUT_S = 3600.0
-
-
-def _raised(kind: str, message: str) -> Exception:
-    found = getattr(errors, kind, None)
-    if isinstance(found, type) and issubclass(found, Exception):
-        return found(message)
-    return GenerationError(f"{kind}: {message}")
 
 
 def generate_isolated(
@@ -54,7 +48,7 @@ def generate_isolated(
             elif event["event"] == "done":
                 return GeneratedSkill.model_validate(event["skill"])
             elif event["event"] == "error":
-                raise _raised(event["kind"], event["message"])
+                raise raised_again(event["kind"], event["message"], GenerationError)
         if process.timed_out:
             process.kill()
             ended = f"made no progress for {step_timeout_s:g} s and was killed"

@@ -159,3 +159,20 @@ def test_a_request_right_after_a_prewarm_is_served_once_the_server_is_ready(monk
         request.start()
         request.join(60)
         assert "run" in done and done["run"][1] == 0, "the request waited on the message the prewarm had read"
+
+
+def test_a_call_returns_its_result_and_raises_its_error_again_as_the_same_kind(monkeypatch):
+    from accel.tasks.errors import LevelError
+    from accel.tasks.isolated.call import call
+
+    monkeypatch.setenv("ACCEL_WARM_PROCESSES", "1")
+    assert call("json:loads", PRELOAD, s='{"a": [1, 2]}') == {"a": [1, 2]}
+    with pytest.raises(LevelError, match="extreme") as refused:
+        call("accel.tasks.levels:check_level", PRELOAD, level="extreme")
+    with pytest.raises(LevelError) as here:
+        from accel.tasks.levels import check_level
+
+        check_level("extreme")
+    assert str(refused.value) == str(here.value)
+    with pytest.raises(RuntimeError, match="JSONDecodeError"):
+        call("json:loads", PRELOAD, s="{")
