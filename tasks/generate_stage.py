@@ -1,8 +1,8 @@
 """The generate stage: generation in a process of its own, as the flows run it.
 
-`generate_skill` (the Prefect task) runs tasks/generate_runner in an isolated process forked warm from
-the server that has imported torch and transformers (tasks/isolated), so a flow's own process imports
-neither: a chain's flow-run process starts in about a second instead of five. The skill is recorded
+`generate_skill` (the Prefect task) runs tasks/generate_runner (through tasks/isolated/call) in an
+isolated process forked warm from the server that has imported torch and transformers, so a flow's
+own process imports neither: a chain's flow-run process starts in about a second instead of five. The skill is recorded
 in the results store here, from what the process reported. An error it reports is raised again as the
 same kind (GenerationError, ModelRefError, ...) with the same message; a process that crashes or
 hangs is a GenerationError that says so.
@@ -14,10 +14,9 @@ from collections.abc import Callable
 
 from prefect import task
 
-from accel.tasks import isolated
 from accel.tasks.errors import GenerationError
 from accel.tasks.generated import GeneratedSkill, record_skill
-from accel.tasks.isolated.call import raised_again
+from accel.tasks.isolated.call import call
 from accel.tasks.progress import stage_progress
 from accel.tasks.reference import REFERENCE_PRELOAD
 
@@ -39,23 +38,19 @@ def generate_isolated(
 
     `device_slot` (a hardware kind): its work on the device waits for that device's benchmark slot
     (the pipeline generating beside a benchmark, flows/pipeline.overlap_plan)."""
-    argv = [ref, target, *(["--force"] if force else []), *(["--out-dir", out_dir] if out_dir else [])]
-    argv += ["--device-slot", device_slot] if device_slot else []
-    with isolated.start("accel.tasks.generate_runner:main", argv, REFERENCE_PRELOAD) as process:
-        for event in process.events(step_timeout_s):
-            if event["event"] == "progress" and progress:
-                progress(event["step"], event["fraction"])
-            elif event["event"] == "done":
-                return GeneratedSkill.model_validate(event["skill"])
-            elif event["event"] == "error":
-                raise raised_again(event["kind"], event["message"], GenerationError)
-        if process.timed_out:
-            process.kill()
-            ended = f"made no progress for {step_timeout_s:g} s and was killed"
-        else:
-            ended = isolated.describe_exit(process.wait())
-        tail = " / ".join(process.tail(6))
-    raise GenerationError(f"the generation process {ended} before it finished: {tail}"[:4000])
+    made = call(
+        "accel.tasks.generate_runner:generate_here",
+        REFERENCE_PRELOAD,
+        timeout_s=step_timeout_s,
+        progress=progress,
+        failure=GenerationError,
+        ref=ref,
+        target=target,
+        out_dir=out_dir,
+        force=force,
+        device_slot=device_slot,
+    )
+    return GeneratedSkill.model_validate(made)
 
 
 @task(name="generate_skill", task_run_name="generate {ref} for {target}")

@@ -4,7 +4,8 @@ For work that needs the heavy libraries only for a moment (resolving a model rea
 transformers, which imports torch): the caller stays light, the work forks warm from the server that
 has them. The function takes JSON-able keyword arguments and returns a pydantic model or a JSON-able
 value; an exception there is raised here again as the same kind from tasks/errors (any other kind as
-a RuntimeError naming it), with the same message.
+`failure`, naming it), with the same message. Given `progress`, the function gets a `progress(step,
+fraction)` of its own whose reports reach the caller's, and each report restarts the timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import importlib
 import json
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from accel.tasks.isolated.process import describe_exit, start
@@ -31,33 +33,52 @@ def raised_again(kind: str, message: str, other: type[Exception] = RuntimeError)
     return other(f"{kind}: {message}")
 
 
-def call(entry: str, preload: tuple[str, ...], timeout_s: float = CALL_TIMEOUT_S, **kwargs: Any) -> Any:
-    """What `entry` ("package.module:function") returned for `kwargs`, computed in an isolated process."""
-    with start("accel.tasks.isolated.call:main", [entry, json.dumps(kwargs)], preload) as process:
+def call(
+    entry: str,
+    preload: tuple[str, ...],
+    *,
+    timeout_s: float = CALL_TIMEOUT_S,
+    progress: Callable[[str, float], None] | None = None,
+    failure: type[Exception] = RuntimeError,
+    **kwargs: Any,
+) -> Any:
+    """What `entry` ("package.module:function") returned for `kwargs`, computed in an isolated process.
+
+    `timeout_s` bounds the wait for each report (the answer, or a progress report)."""
+    argv = [entry, json.dumps(kwargs), *(["--progress"] if progress else [])]
+    with start("accel.tasks.isolated.call:main", argv, preload) as process:
         for event in process.events(timeout_s):
-            if event["event"] == "done":
+            if event["event"] == "progress" and progress:
+                progress(event["step"], event["fraction"])
+            elif event["event"] == "done":
                 return event["result"]
-            if event["event"] == "error":
-                raise raised_again(event["kind"], event["message"])
+            elif event["event"] == "error":
+                raise raised_again(event["kind"], event["message"], failure)
         if process.timed_out:
             process.kill()
-            ended = f"gave no answer within {timeout_s:g} s and was killed"
+            ended = f"made no progress for {timeout_s:g} s and was killed"
         else:
             ended = describe_exit(process.wait())
         tail = " / ".join(process.tail(6))
-    raise RuntimeError(f"the process running {entry} {ended}: {tail}"[:4000])
+    raise failure(f"the process running {entry} {ended} before it answered: {tail}"[:4000])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="accel.tasks.isolated.call")
     parser.add_argument("entry")
     parser.add_argument("kwargs", help="keyword arguments as a JSON object")
+    parser.add_argument("--progress", action="store_true", help="pass the function a progress(step, fraction)")
     parser.add_argument("--report-fd", type=int, required=True)
     args = parser.parse_args(argv)
     with os.fdopen(args.report_fd, "w", buffering=1) as report:
         module_name, _, name = args.entry.partition(":")
+        kwargs = json.loads(args.kwargs)
+        if args.progress:
+            kwargs["progress"] = lambda step, fraction: report.write(
+                json.dumps({"event": "progress", "step": step, "fraction": fraction}) + "\n"
+            )
         try:
-            result = getattr(importlib.import_module(module_name), name)(**json.loads(args.kwargs))
+            result = getattr(importlib.import_module(module_name), name)(**kwargs)
             if hasattr(result, "model_dump"):
                 result = result.model_dump(mode="json")
             report.write(json.dumps({"event": "done", "result": result}, default=str) + "\n")

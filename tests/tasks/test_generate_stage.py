@@ -14,12 +14,13 @@ from accel.tasks.generate_stage import generate_isolated
 
 def test_the_isolated_generation_makes_the_skill_generate_makes_and_reuses_it(tiny_models, tmp_path):
     ref = str(tiny_models["bert"])
-    made = generate_isolated(ref, "cpu/onnxruntime", out_dir=str(tmp_path))
+    steps: list[tuple[str, float]] = []
+    made = generate_isolated(ref, "cpu/onnxruntime", out_dir=str(tmp_path), progress=lambda s, f: steps.append((s, f)))
     assert not made.reused and (made.path / "skill.py").is_file() and (made.path / "model.onnx").is_file()
+    assert len(steps) > 1 and steps[-1] == ("done", 1.0), steps  # the process's progress reached the caller
     again = generate(ref, "cpu/onnxruntime", out_dir=tmp_path)
     assert again.reused and again.skill_id == made.skill_id and again.manifest == made.manifest
-    steps: list[str] = []
-    reused = generate_isolated(ref, "cpu/onnxruntime", out_dir=str(tmp_path), progress=lambda s, f: steps.append(s))
+    reused = generate_isolated(ref, "cpu/onnxruntime", out_dir=str(tmp_path))
     assert reused.reused and reused.skill_id == made.skill_id
 
 
