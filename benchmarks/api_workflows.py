@@ -128,29 +128,25 @@ async def storm(api: str, api_port: int, model: str, runs: int, accept_only: boo
         repeated = [r.json().get("operation_id") for r in again]
         answers = Counter(r.status_code for r in [*first, *again])
         refused = next((r.json() for r in [*first, *again] if r.status_code != 202), None)
+        acceptance = {
+            "accepted": sum(r.status_code == 202 for r in first),
+            "accept_s": accepted_s,
+            "distinct": len({i for i in ids + repeated if i}),
+            "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
+            "answers": answers,
+            "refused": refused,
+        }
         if accept_only:  # the runs are cancelled: only acceptance and idempotency are measured
             for run_id in {i for i in ids if i}:
                 await client.post(f"/api/workflows/{run_id}/cancel")
-            return {
-                "accepted": sum(r.status_code == 202 for r in first),
-                "accept_s": accepted_s,
-                "distinct": len({i for i in ids + repeated if i}),
-                "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
-                "answers": answers,
-                "refused": refused,
-            }
+            return acceptance
         lags: list[float] = []
         began = time.perf_counter()
         finals = await asyncio.gather(*(follow(api_port, i, lags) for i in ids if i), return_exceptions=True)
         finished_s = time.perf_counter() - began
         details = [(await client.get(f"/api/workflows/{i}")).json() for i in ids if i]
     return {
-        "accepted": sum(r.status_code == 202 for r in first),
-        "accept_s": accepted_s,
-        "distinct": len({i for i in ids + repeated if i}),
-        "same_on_retry": sum(a == b for a, b in zip(ids, repeated, strict=True) if a),
-        "answers": answers,
-        "refused": refused,
+        **acceptance,
         "finals": finals,
         "finished_s": finished_s,
         "chains": [len(d.get("results", [])) for d in details],
