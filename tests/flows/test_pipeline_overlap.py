@@ -63,7 +63,9 @@ def test_with_overlap_on_the_next_skill_is_made_beside_the_benchmark_and_validat
 
     bert = str(tiny_models["bert"])
     group = [(bert, Target.parse(t)) for t in BERT_TARGETS]
-    common = {"level": "basic", "bench": QUICK, "force": False, "parent_run_id": None, "trigger": "test"}
+    # A benchmark long enough (0.5 s timed) that the generation's start lands inside it on any machine.
+    bench = {**QUICK, "min_seconds": 0.5}
+    common = {"level": "basic", "bench": bench, "force": False, "parent_run_id": None, "trigger": "test"}
     first, second = run_group(group, {0}, common, set(), 60.0, logging.getLogger("test"))
     assert first.status == second.status == "passed", (first.message, second.message)
     made = manifest(second)
