@@ -40,6 +40,8 @@ def _describe(model: ResolvedModel) -> Table:
     ]
     if model.dtype:
         rows.append(("dtype", model.dtype))
+    if model.weights_note:
+        rows.append(("weights", model.weights_note))
     for key, value in rows:
         grid.add_row(key, value)
     return grid
