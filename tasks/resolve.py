@@ -8,6 +8,7 @@ and the Hub is not switched off (`HF_HUB_OFFLINE=1`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -16,8 +17,9 @@ from pydantic import BaseModel, Field
 from accel.settings import get_settings
 from accel.tasks.errors import ModelRefError, UnsupportedModelError
 from accel.tasks.families import FAMILIES, Family, FamilyInfo, detect_family
+from accel.tasks.gguf_models import ensure_converted, weights_note_of
 from accel.tasks.model_files import content_hash, count_parameters, load_config
-from accel.tasks.model_refs import ACCEPTED_REFS, MODEL_FILE_PATTERNS, Source, locate
+from accel.tasks.model_refs import ACCEPTED_REFS, MODEL_FILE_PATTERNS, Source, locate, packaged_gguf
 from accel.tasks.support import UndrivableModelError, check_drivable
 
 
@@ -36,6 +38,9 @@ class ResolvedModel(BaseModel):
     parameters: int | None = Field(description="None when it cannot be counted without the weights.")
     parameters_source: Literal["safetensors", "config", "unknown"]
     dtype: str | None = None
+    weights_note: str | None = Field(
+        None, description="Where the weights differ from the original checkpoint (a dequantized GGUF, say)."
+    )
     trust_remote_code: bool = False
 
     @property
@@ -56,13 +61,15 @@ def resolve_model(
     trust_remote_code: bool = False,
     hash_cache: Path | None = None,
     check_support: bool = True,
+    progress: Callable[[str, float], None] | None = None,
 ) -> ResolvedModel:
     """Resolve `ref` to a local model directory and describe the model.
 
     `allow_download` defaults to ACCEL_ALLOW_DOWNLOAD. Raises ModelRefError (nothing found, no
     config.json, remote code refused) or UnsupportedModelError: the architecture is outside the six
     families, or (UndrivableModelError, unless `check_support` is off) inside one but not something
-    accel's template for it can drive, with the reason (`accel.tasks.support`).
+    accel's template for it can drive, with the reason (`accel.tasks.support`). A packaged GGUF
+    model is converted into a model folder the first time (`progress` hears of it; stderr without one).
     """
     settings = get_settings()
     if allow_download is None:
@@ -73,6 +80,8 @@ def resolve_model(
     if not ref:
         raise ModelRefError(f"empty model ref: {ACCEPTED_REFS}")
     path, source, repo_id, hub_revision, origin = locate(ref, allow_download)
+    if source == "packaged" and repo_id is not None and (gguf := packaged_gguf(repo_id)) is not None:
+        path, hub_revision = ensure_converted(gguf, repo_id, origin or gguf.distribution, progress)
     if not (path / "config.json").is_file():
         raise ModelRefError(
             f"{ref!r} ({path}) has no config.json, so it is not a transformers model directory: {ACCEPTED_REFS}"
@@ -97,6 +106,7 @@ def resolve_model(
         parameters=parameters,
         parameters_source=parameters_source,
         dtype=str(dtype).removeprefix("torch.") if dtype is not None else None,
+        weights_note=weights_note_of(path),
         trust_remote_code=trust_remote_code,
     )
     if check_support:
