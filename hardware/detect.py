@@ -13,37 +13,25 @@ from types import ModuleType
 from accel.hardware.accelerators import detect_cuda, detect_mps, detect_nvml, detect_rocm, detect_xpu
 from accel.hardware.cpu import detect_cpu, detect_host, detect_memory
 from accel.hardware.profile import HardwareProfile
-from accel.hardware.runtimes import detect_onnxruntime, detect_openvino, detect_torch, import_failure
+from accel.hardware.runtimes import RUNTIME_SPECS, import_failure
 
-LIBRARIES = (
-    "torch",
-    "transformers",
-    "tokenizers",
-    "onnx",
-    "onnxruntime",
-    "openvino",
-    "numpy",
-    "prefect",
-    "duckdb",
-    "accel",
-)
+# Besides the runtimes (each under its own distributions, from hardware/runtimes).
+LIBRARIES = ("transformers", "tokenizers", "onnx", "numpy", "prefect", "duckdb", "accel")
+
+
+def _installed(*distributions: str) -> str | None:
+    for dist in distributions:
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 def library_versions() -> dict[str, str | None]:
     """Installed versions, read from package metadata (nothing imported)."""
-    found: dict[str, str | None] = {}
-    for name in LIBRARIES:
-        try:
-            found[name] = version(name)
-        except PackageNotFoundError:
-            found[name] = None
-    if found.get("onnxruntime") is None:  # the GPU build installs under another distribution name
-        for dist in ("onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-rocm"):
-            try:
-                found["onnxruntime"] = version(dist)
-                break
-            except PackageNotFoundError:
-                continue
+    found = {spec.name: _installed(*spec.distributions) for spec in RUNTIME_SPECS}
+    found.update({name: _installed(name) for name in LIBRARIES})
     return found
 
 
@@ -64,11 +52,7 @@ def detect() -> HardwareProfile:
         "xpu": detect_xpu(torch, torch_reason),
         "nvml": detect_nvml(),
     }
-    runtimes = {
-        "torch": detect_torch(torch, torch_reason, accelerators),
-        "onnxruntime": detect_onnxruntime(accelerators),
-        "openvino": detect_openvino(),
-    }
+    runtimes = {spec.name: spec.detect(accelerators, torch, torch_reason) for spec in RUNTIME_SPECS}
     capability = torch.backends.cpu.get_cpu_capability() if torch is not None else None
     return HardwareProfile(
         host=detect_host(),

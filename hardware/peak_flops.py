@@ -26,6 +26,7 @@ from pydantic import BaseModel
 
 from accel.hardware.contention import contention_between, cpu_snapshot, foreign_device_pids
 from accel.hardware.cpu import theoretical_peak_flops
+from accel.hardware.runtimes import RUNTIME_SPECS
 
 _SIZES = {"cpu": 1024, "cuda": 8192, "mps": 4096, "xpu": 4096}
 DEFAULT_MAX_FOREIGN_SHARE = 0.10
@@ -69,41 +70,6 @@ def _torch_gemm(device: str, dtype: str, threads: int | None) -> Callable[[], No
     return product
 
 
-def _onnxruntime_gemm(threads: int | None) -> Callable[[], None]:
-    import numpy as np
-    import onnxruntime
-    from onnx import TensorProto, helper
-
-    n = _SIZES["cpu"]
-    spec = [helper.make_tensor_value_info(name, TensorProto.FLOAT, [n, n]) for name in ("a", "b", "c")]
-    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "gemm", spec[:2], spec[2:])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = threads or 0
-    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    feeds = {name: np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for name in ("a", "b")}
-    return lambda: session.run(None, feeds)
-
-
-def _openvino_gemm(threads: int | None) -> Callable[[], None]:
-    import numpy as np
-    import openvino
-    from openvino import opset13
-
-    n = _SIZES["cpu"]
-    a, b = (opset13.parameter([n, n], np.float32) for _ in range(2))
-    config = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
-    if threads:
-        config["INFERENCE_NUM_THREADS"] = threads
-    compiled = openvino.Core().compile_model(
-        openvino.Model([opset13.matmul(a, b, False, False)], [a, b]), "CPU", config
-    )
-    request = compiled.create_infer_request()
-    feeds = [np.random.default_rng(0).standard_normal((n, n), dtype=np.float32) for _ in range(2)]
-    return lambda: request.infer(feeds)
-
-
 def _gemms(device: str, dtype: str, threads: int | None) -> dict[str, Callable[[], None]]:
     """Every GEMM this machine's runtimes offer for the device and precision, by runtime.
 
@@ -113,9 +79,11 @@ def _gemms(device: str, dtype: str, threads: int | None) -> dict[str, Callable[[
     """
     gemms = {"torch": _torch_gemm(device, dtype, threads)}
     if device == "cpu" and dtype == "float32":
-        for name, make in (("onnxruntime", _onnxruntime_gemm), ("openvino", _openvino_gemm)):
+        for spec in RUNTIME_SPECS:
+            if spec.cpu_gemm is None:
+                continue
             try:
-                gemms[name] = make(threads)
+                gemms[spec.name] = spec.cpu_gemm(_SIZES["cpu"], threads)
             except Exception:  # runtime not installed or broken here: the others still count
                 continue
     return gemms

@@ -10,50 +10,29 @@ from pydantic import BaseModel, ConfigDict
 if TYPE_CHECKING:
     from accel.hardware.profile import HardwareProfile
 
+from accel.hardware.runtimes import RUNTIME_SPECS, RUNTIMES_BY_NAME
+from accel.hardware.runtimes.torch import TORCH_DTYPES as TORCH_DTYPES  # the torch dtype of each precision
+
 Hardware = Literal["cpu", "cuda", "rocm", "mps", "xpu"]
-Runtime = Literal["torch", "onnxruntime", "openvino"]
 Precision = Literal["fp32", "fp16", "bf16", "int8"]
 
 HARDWARE: tuple[str, ...] = get_args(Hardware)
-RUNTIMES: tuple[str, ...] = get_args(Runtime)
+# The runtimes are the registry's (hardware/runtimes): one module each.
+RUNTIMES: tuple[str, ...] = tuple(spec.name for spec in RUNTIME_SPECS)
+Runtime = Literal[RUNTIMES]  # type: ignore[valid-type]
 PRECISIONS: tuple[str, ...] = get_args(Precision)
 DEFAULT_PRECISION = "fp32"
-# The torch dtype of each precision's weights and activations (int8 quantizes an fp32 graph's weights).
-TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "float32"}
 
 # What accel can generate, per hardware and runtime (the software side). Whether this machine can
 # run it is a separate question, answered from a HardwareProfile by `target_status`.
 SUPPORTED_PRECISIONS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("cpu", "torch"): ("fp32", "bf16"),
-    ("cuda", "torch"): ("fp32", "fp16", "bf16"),
-    ("rocm", "torch"): ("fp32", "fp16", "bf16"),
-    ("mps", "torch"): ("fp32", "fp16"),
-    ("xpu", "torch"): ("fp32", "fp16", "bf16"),
-    ("cpu", "onnxruntime"): ("fp32", "int8"),
-    ("cuda", "onnxruntime"): ("fp32", "fp16"),
-    ("rocm", "onnxruntime"): ("fp32", "fp16"),
-    ("cpu", "openvino"): ("fp32", "bf16"),
-    ("xpu", "openvino"): ("fp32", "fp16"),
+    (hw, spec.name): precisions for spec in RUNTIME_SPECS for hw, precisions in spec.precisions.items()
 }
 
 # Short names people type; the canonical name is what gets stored.
-_RUNTIME_ALIASES = {
-    "pt": "torch",
-    "pytorch": "torch",
-    "ort": "onnxruntime",
-    "onnx": "onnxruntime",
-    "ov": "openvino",
-}
+_RUNTIME_ALIASES = {alias: spec.name for spec in RUNTIME_SPECS for alias in spec.aliases}
 _PRECISION_ALIASES = {"float32": "fp32", "float16": "fp16", "half": "fp16", "bfloat16": "bf16"}
 _TARGET_RE = re.compile(r"^(?P<hardware>[a-z0-9]+)/(?P<runtime>[a-z0-9_]+)(?::(?P<precision>[a-z0-9]+))?$")
-
-_TORCH_DEVICE = {"cpu": "cpu", "cuda": "cuda", "rocm": "cuda", "mps": "mps", "xpu": "xpu"}
-_ORT_PROVIDER = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "rocm": "ROCMExecutionProvider",
-}
-_OPENVINO_DEVICE = {"cpu": "CPU", "xpu": "GPU"}
 
 ACCEPTED = (
     "expected HARDWARE/RUNTIME[:PRECISION], e.g. cpu/torch, cpu/onnxruntime, cuda/torch:fp16; "
@@ -114,17 +93,14 @@ class Target(BaseModel):
         return work_pool_name(self.hardware)
 
     @property
+    def device(self) -> str:
+        """The device as the skill's runtime names it (a torch device, an ONNX Runtime provider, ...)."""
+        return RUNTIMES_BY_NAME[self.runtime].devices[self.hardware]
+
+    @property
     def torch_device(self) -> str:
-        """The torch device type (ROCm builds of torch drive AMD GPUs through the cuda device API)."""
-        return _TORCH_DEVICE[self.hardware]
-
-    @property
-    def onnxruntime_provider(self) -> str | None:
-        return _ORT_PROVIDER.get(self.hardware)
-
-    @property
-    def openvino_device(self) -> str | None:
-        return _OPENVINO_DEVICE.get(self.hardware)
+        """The torch device type of this hardware (where its reference model and torch exports run)."""
+        return RUNTIMES_BY_NAME["torch"].devices[self.hardware]
 
 
 def parse_targets(text: str | list[str]) -> list[Target]:

@@ -3,8 +3,9 @@
 torch runs a `torch.export` program (`model.pt2`), or a TorchScript trace (`model.ts`) when
 torch.export cannot capture the model. onnxruntime and OpenVINO run ONNX (`model.onnx`) from the
 TorchScript-based exporter, or from the dynamo exporter when that one fails; each covers models the
-other does not (../shared/notes/ml-stack-verified.md, sections 4 and 8). The caller validates every
-artifact against the reference and moves on to the next exporter when one falls short.
+other does not (../shared/notes/ml-stack-verified.md, sections 4 and 8). Which exporters a runtime tries,
+in which order, is its spec's (hardware/runtimes). The caller validates every artifact against the
+reference and moves on to the next exporter when one falls short.
 """
 
 from __future__ import annotations
@@ -20,12 +21,6 @@ from typing import Any
 import numpy as np
 
 ONNX_OPSET = 18
-# Exporters to try, in order, per runtime: (exporter, artifact file).
-EXPORTERS: dict[str, list[tuple[str, str]]] = {
-    "torch": [("torch.export", "model.pt2"), ("torchscript", "model.ts")],
-    "onnxruntime": [("torchscript", "model.onnx"), ("dynamo", "model.onnx")],
-    "openvino": [("torchscript", "model.onnx"), ("dynamo", "model.onnx")],
-}
 _SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf caps one file at 2 GB: larger graphs keep weights beside
 
 

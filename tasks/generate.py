@@ -23,11 +23,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from accel.hardware import Target, detect, target_status
+from accel.hardware.runtimes import runtime_spec
 from accel.hardware.targets import TORCH_DTYPES
 from accel.settings import get_settings
 from accel.tasks import templates
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
-from accel.tasks.export import EXPORTERS, ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
+from accel.tasks.export import ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
 from accel.tasks.export_cache import export_key, file_sha256, shared_export
 from accel.tasks.generated import GeneratedSkill
 from accel.tasks.interface import Interface, build_interface
@@ -35,7 +36,6 @@ from accel.tasks.model_files import load_config
 from accel.tasks.model_lock import MODEL_LOADING
 from accel.tasks.render import (
     GENERATOR_VERSION,
-    device_for,
     render_context,
     skill_id_for,
     template_for,
@@ -152,7 +152,8 @@ def _try_exporter(
     with silenced_output():
         example_outputs = module.run_reference(reference, module.check_inputs(example))
     output_names = list(example_outputs)
-    onnx_runtime = target.runtime != "torch"
+    runtime = runtime_spec(target.runtime)
+    onnx_runtime = runtime.graph == "onnx"
     with ExitStack() as stack:
         shared = None
         if onnx_runtime:
@@ -177,7 +178,7 @@ def _try_exporter(
                 )
         facts["export_s"] = round(time.perf_counter() - started, 3)
         export_facts = dict(facts)
-        if target.runtime == "onnxruntime" and target.precision == "int8":
+        if target.precision == runtime.quantized:
             with silenced_output():
                 facts.update(quantize_int8(artifact))
             facts["export_s"] = round(time.perf_counter() - started, 3)
@@ -185,7 +186,7 @@ def _try_exporter(
         with device_guard(), silenced_output():  # the skill runs on the target's device from here on
             validation = _validate(module, reference, target, exporter, iface, family, example_sizes, check_sizes)
         if shared is not None:
-            if target.precision != "int8":  # an int8 skill validated its quantized graph, not the fp32 one
+            if target.precision != runtime.quantized:  # a quantized skill validated its own graph, not the fp32 one
                 shared.store(export_facts)
             facts["shared_export"] = shared.manifest_facts()
     validation["outputs"] = _shapes(example_sizes, example_outputs, check_sizes, validation["outputs"])
@@ -280,7 +281,7 @@ def _build(
     }
     on_device = target.runtime == "torch" and target.torch_device != "cpu"
     whole_guard, validation_guard = (device_guard, _no_guard) if on_device else (_no_guard, device_guard)
-    for number, (exporter, artifact_name) in enumerate(EXPORTERS[target.runtime]):
+    for number, (exporter, artifact_name) in enumerate(runtime_spec(target.runtime).exporters):
         progress("render skill.py", 0.1)
         source = templates.render(template, render_context(model, target, template, iface, artifact_name))
         (staging / "skill.py").write_text(source)
@@ -362,7 +363,7 @@ def _manifest(
             "hardware": target.hardware,
             "runtime": target.runtime,
             "precision": target.precision,
-            "device": device_for(target),
+            "device": target.device,
             "work_pool": target.work_pool,
         },
         "template": {"name": template.name, "version": template.version},

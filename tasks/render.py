@@ -11,14 +11,13 @@ import json
 from typing import Any
 
 from accel.hardware import Target
-from accel.hardware.targets import TORCH_DTYPES
+from accel.hardware.runtimes import runtime_spec
 from accel.tasks import templates
 from accel.tasks.errors import UnsupportedTargetError
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
 GENERATOR_VERSION = "1"
-OPENVINO_PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
 
 
 def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:
@@ -54,14 +53,6 @@ def skill_id_for(model: ResolvedModel, target: Target, template: templates.Templ
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def device_for(target: Target) -> str:
-    if target.runtime == "onnxruntime":
-        return target.onnxruntime_provider or ""
-    if target.runtime == "openvino":
-        return target.openvino_device or ""
-    return target.torch_device
-
-
 def render_context(
     model: ResolvedModel, target: Target, template: templates.TemplateInfo, iface: Interface, artifact: str
 ) -> dict[str, Any]:
@@ -78,10 +69,9 @@ def render_context(
         "target": str(target),
         "runtime": target.runtime,
         "precision": target.precision,
-        "device": device_for(target),
+        "device": target.device,
         "artifact": artifact,
-        "torch_dtype": TORCH_DTYPES[target.precision],
-        "openvino_precision": OPENVINO_PRECISION.get(target.precision, "f32"),
+        "runtime_constants": runtime_spec(target.runtime).template_constants(target.precision),
         "template": template.name,
         "template_version": template.version,
         "generator_version": GENERATOR_VERSION,

@@ -1,0 +1,39 @@
+"""The runtime registry is the one source of runtime names, precisions, devices, exporters and templates."""
+
+import pytest
+
+from accel.hardware import RUNTIMES, SUPPORTED_PRECISIONS, Target, all_targets, detect
+from accel.hardware.runtimes import RUNTIME_SPECS, RUNTIMES_BY_NAME, runtime_spec
+from accel.tasks import templates
+
+
+def test_targets_derive_from_the_registry():
+    assert tuple(spec.name for spec in RUNTIME_SPECS) == RUNTIMES
+    assert set(SUPPORTED_PRECISIONS) == {(hw, spec.name) for spec in RUNTIME_SPECS for hw in spec.precisions}
+    for target in all_targets():
+        assert target.device == runtime_spec(target.runtime).devices[target.hardware]
+    for spec in RUNTIME_SPECS:
+        for alias in spec.aliases:
+            assert Target.parse(f"cpu/{alias}").runtime == spec.name
+
+
+def test_every_runtime_has_one_template_and_exporters():
+    assert set(templates.runtimes()) == set(RUNTIMES_BY_NAME)
+    for spec in RUNTIME_SPECS:
+        assert spec.exporters, spec.name
+        assert all(precisions[0] == "fp32" for precisions in spec.precisions.values()), spec.name
+        assert set(spec.devices) == set(spec.precisions), spec.name
+        if spec.quantized:
+            assert spec.graph == "onnx"
+
+
+def test_detection_covers_every_registered_runtime():
+    profile = detect()
+    assert set(profile.runtimes) == set(RUNTIMES_BY_NAME)
+    for name in RUNTIMES_BY_NAME:
+        assert profile.libraries.get(name), f"{name}'s version is read from its distributions"
+
+
+def test_an_unknown_runtime_is_named():
+    with pytest.raises(KeyError, match="torch, onnxruntime, openvino"):
+        runtime_spec("tensorrt")
