@@ -27,9 +27,28 @@ def note(m: MeasurementRecord) -> str:
         parts.append("NOISY: " + (m.noise_reason or "; ".join(m.details.get("noise", [])) or "flagged"))
     if m.details.get("mfu_withheld"):
         parts.append(f"MFU withheld: {m.details['mfu_withheld']}")
-    if m.prefill_ms is not None:
-        parts.append(f"prefill {m.prefill_ms:.2f} ms, decode {m.decode_ms_per_token or 0:.2f} ms/token")
+    if m.scenario == "generate":
+        parts.append(f"{m.new_tokens or m.details.get('new_tokens')} new tokens")
+        if m.memory_bandwidth_gbs is not None:
+            parts.append(f"memory bandwidth {m.memory_bandwidth_gbs:.1f} GB/s")
+        if m.details.get("bandwidth_withheld"):
+            parts.append(f"bandwidth utilisation withheld: {m.details['bandwidth_withheld']}")
+        if m.details.get("new_tokens_note"):
+            parts.append(m.details["new_tokens_note"])
     return ". ".join(parts)
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f}" if value is not None else ""
+
+
+def utilisation(m: MeasurementRecord) -> str:
+    """MFU for a forward row; for a generate row the decode's memory-bandwidth utilisation (its bound)."""
+    if m.scenario == "generate":
+        if m.bandwidth_utilization is not None:
+            return f"BW {m.bandwidth_utilization:.2%}"
+        return "withheld" if m.details.get("bandwidth_withheld") else ""
+    return f"{m.mfu:.2%}" if m.mfu is not None else ("withheld" if m.details.get("mfu_withheld") else "")
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
@@ -53,18 +72,20 @@ def _table(report: BenchReport) -> Table:
         "status",
         "p50 ms",
         "p90 ms",
+        "TTFT ms",
+        "TPOT ms",
         "rounds",
         "others' CPU",
         "samples/s",
         "tokens/s",
-        "MFU",
+        "MFU / BW",
         "peak RSS",
         "note",
     ):
         table.add_column(column, overflow="fold")
     for m in report.measurements:
         if m.status != "ok":
-            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 8, m.error or "")
+            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 10, m.error or "")
             continue
         flag = "[yellow]noisy[/]" if m.noisy else "ok"
         rounds = " / ".join(f"{v:.3f}" for v in m.round_p50_ms)
@@ -75,11 +96,13 @@ def _table(report: BenchReport) -> Table:
             flag,
             f"{m.p50_ms:.3f}",
             f"{m.p90_ms:.3f}",
+            _ms(m.prefill_ms),
+            _ms(m.decode_ms_per_token),
             rounds,
             f"{m.foreign_cpu_share:.0%}" if m.foreign_cpu_share is not None else "?",
             f"{m.samples_per_s:.1f}" if m.samples_per_s else "",
             f"{m.tokens_per_s:.0f}" if m.tokens_per_s else "",
-            f"{m.mfu:.2%}" if m.mfu is not None else ("withheld" if m.details.get("mfu_withheld") else ""),
+            utilisation(m),
             human_bytes(m.peak_rss_bytes),
             note(m),
         )
@@ -89,10 +112,10 @@ def _table(report: BenchReport) -> Table:
 def bench_command(
     skill: Annotated[str, typer.Argument(help="A skill directory, or a model ref (then --target is needed).")],
     target: Annotated[str | None, typer.Option("--target", "-t", help="With a model ref: its target.")] = None,
-    batch: Annotated[str, typer.Option("--batch", help="Batch sizes, comma-separated.")] = "1",
+    batch: Annotated[str, typer.Option("--batch", help="The forward scenario's batch sizes, comma-separated.")] = "1",
     seq: Annotated[
         str | None,
-        typer.Option("--seq", help="Sequence lengths (tokens; frames for speech), comma-separated."),
+        typer.Option("--seq", help="The forward scenario's lengths (tokens; frames for speech), comma-separated."),
     ] = None,
     scenario: Annotated[
         str | None, typer.Option("--scenario", help="forward, generate (default: both where it generates).")
@@ -102,6 +125,16 @@ def bench_command(
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="... and at least this long.")] = 2.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.01, help="At most this long.")] = 60.0,
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="Intra-op threads.")] = None,
+    generate_batch: Annotated[
+        str, typer.Option("--generate-batch", help="The generate scenario's batch sizes (LLM-Perf: 1; and 4).")
+    ] = "1,4",
+    prompt_tokens: Annotated[
+        int | None,
+        typer.Option("--prompt-tokens", min=1, help="The generate scenario's prompt (default 256, within the model)."),
+    ] = None,
+    new_tokens: Annotated[
+        int, typer.Option("--new-tokens", min=1, help="Tokens each generate call decodes (LLM-Perf: 64).")
+    ] = 64,
     rounds: Annotated[
         int, typer.Option("--rounds", help=f"Rounds per point, each a fresh process, interleaved (1-{MAX_ROUNDS}).")
     ] = 3,
@@ -122,6 +155,9 @@ def bench_command(
         max_seconds=max_seconds,
         threads=threads,
         rounds=rounds,
+        generate_batches=_ints(generate_batch, "--generate-batch"),
+        prompt_tokens=prompt_tokens,
+        new_tokens=new_tokens,
     )
     with progress_bar(json_output) as progress:
         task = progress.add_task("benchmark", total=1.0)

@@ -132,6 +132,16 @@ ALTER TABLE measurements ADD COLUMN noise_reason VARCHAR;           -- why the f
 ALTER TABLE measurements ADD COLUMN peak_flops_theoretical DOUBLE;  -- cores x clock x FLOP/cycle, beside peak_flops
 """,
     ),
+    (
+        4,
+        "the generate scenario, LLM-leaderboard style: tokens decoded, bytes per decode step, bandwidth",
+        """
+ALTER TABLE measurements ADD COLUMN new_tokens INTEGER;              -- tokens each generate call decoded
+ALTER TABLE measurements ADD COLUMN decode_bytes_per_step DOUBLE;    -- weights + KV cache read per decode step
+ALTER TABLE measurements ADD COLUMN memory_bandwidth_gbs DOUBLE;     -- measured memory bandwidth, GB/s
+ALTER TABLE measurements ADD COLUMN bandwidth_utilization DOUBLE;    -- bytes per step / TPOT / bandwidth
+""",
+    ),
 ]
 
 

@@ -136,3 +136,9 @@ class MeasurementRecord(BaseModel):
     steal_share: float | None = None
     noise_reason: str | None = None
     peak_flops_theoretical: float | None = None
+    # added by migration 4: the generate scenario (prefill_ms is the time to first token, decode_ms_per_token
+    # the time per output token)
+    new_tokens: int | None = None
+    decode_bytes_per_step: float | None = None
+    memory_bandwidth_gbs: float | None = None
+    bandwidth_utilization: float | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import inspect
 import json
 import os
 import sys
@@ -54,6 +55,15 @@ def measure(
     return samples, started_wall, ended_wall, contention.model_dump() if contention else None
 
 
+def fixed_length_generate(skill: Any) -> tuple[Callable[[dict, int], Any], bool]:
+    """`generate(inputs, n)` that decodes exactly n tokens (eos ignored before them, as the leaderboards
+    run it) where the skill's generate takes `min_new_tokens`; else its own call, which may stop at eos
+    (the row then says so, and its figures divide by the tokens it did decode)."""
+    if "min_new_tokens" in inspect.signature(skill.generate).parameters:
+        return (lambda inputs, n: skill.generate(inputs, n, min_new_tokens=n)), True
+    return skill.generate, False
+
+
 def _accelerator_peak(runtime: str, device: str) -> int | None:
     if runtime == "torch" and device == "cuda":
         import torch
@@ -77,15 +87,16 @@ def run_point(skill_dir: Path, point: dict[str, Any]) -> dict[str, Any]:
         result["samples"], result["start"], result["end"], result["contention"] = measure(
             lambda: skill(inputs), **timing
         )
-    else:  # generate: the whole greedy loop, and its first token alone (prefill)
+    else:  # generate: the whole greedy loop, and its first token alone (prefill: the time to first token)
+        generate, result["fixed_length"] = fixed_length_generate(skill)
         new_tokens = point["new_tokens"]
         t0 = time.perf_counter()
-        tokens = skill.generate(inputs, new_tokens)
+        tokens = generate(inputs, new_tokens)
         result["first_call_s"] = time.perf_counter() - t0
         result["new_tokens"] = int(tokens.shape[1])
-        result["prefill"], *_ = measure(lambda: skill.generate(inputs, 1), **{**timing, "min_seconds": 0.0})
+        result["prefill"], *_ = measure(lambda: generate(inputs, 1), **{**timing, "min_seconds": 0.0})
         result["samples"], result["start"], result["end"], result["contention"] = measure(
-            lambda: skill.generate(inputs, new_tokens), **timing
+            lambda: generate(inputs, new_tokens), **timing
         )
     result["peak_accel_bytes"] = _accelerator_peak(module.TARGET.split("/")[1].split(":")[0], module.DEVICE)
     if module.TARGET.startswith("cuda/") and result.get("contention") is not None:

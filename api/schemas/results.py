@@ -10,7 +10,16 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-Metric = Literal["p50_ms", "tokens_per_s", "samples_per_s", "mfu", "peak_rss_bytes"]
+Metric = Literal[
+    "p50_ms",
+    "tokens_per_s",
+    "samples_per_s",
+    "mfu",
+    "peak_rss_bytes",
+    "prefill_ms",
+    "decode_ms_per_token",
+    "bandwidth_utilization",
+]
 ExportFormat = Literal["csv", "parquet", "json"]
 Verdict = Literal["improved", "regressed", "unchanged", "inconclusive"]
 HistoryVerdict = Literal["first", "improved", "regressed", "unchanged", "inconclusive"]
@@ -71,6 +80,9 @@ class ComparePoint(BaseModel):
     speedup: float = Field(description="baseline p50 / target p50: above 1, the target is faster.")
     tokens_per_s: float | None = None
     samples_per_s: float | None = None
+    prefill_ms: float | None = Field(None, description="generate: the time to first token.")
+    decode_ms_per_token: float | None = Field(None, description="generate: the time per output token.")
+    bandwidth_utilization: float | None = Field(None, description="generate: the decode's share of memory bandwidth.")
     run_id: str
     baseline_run_id: str
     measured_at: datetime

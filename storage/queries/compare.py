@@ -22,7 +22,9 @@ latest_at AS (
 latest AS (
     SELECT s.target, m.scenario, m.batch, m.seq,
            arg_max(struct_pack(run_id := m.run_id, p50_ms := m.p50_ms, tokens_per_s := m.tokens_per_s,
-                               samples_per_s := m.samples_per_s, noisy := coalesce(m.noisy, FALSE),
+                               samples_per_s := m.samples_per_s, prefill_ms := m.prefill_ms,
+                               decode_ms_per_token := m.decode_ms_per_token,
+                               bandwidth_utilization := m.bandwidth_utilization, noisy := coalesce(m.noisy, FALSE),
                                noise_reason := m.noise_reason, recorded_at := m.recorded_at),
                    m.recorded_at) AS v
     FROM latest_at l
@@ -38,7 +40,8 @@ _SPEEDUP = f"""
 WITH {_LATEST_OK}
 SELECT t.target, t.scenario, t.batch, t.seq,
        b.v.p50_ms AS baseline_p50_ms, t.v.p50_ms AS p50_ms, b.v.p50_ms / t.v.p50_ms AS speedup,
-       t.v.tokens_per_s AS tokens_per_s, t.v.samples_per_s AS samples_per_s,
+       t.v.tokens_per_s AS tokens_per_s, t.v.samples_per_s AS samples_per_s, t.v.prefill_ms AS prefill_ms,
+       t.v.decode_ms_per_token AS decode_ms_per_token, t.v.bandwidth_utilization AS bandwidth_utilization,
        b.v.run_id AS baseline_run_id, t.v.run_id AS run_id,
        b.v.recorded_at AS baseline_measured_at, t.v.recorded_at AS measured_at,
        b.v.noisy OR t.v.noisy AS noisy,

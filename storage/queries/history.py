@@ -23,6 +23,10 @@ METRICS: dict[str, tuple[str, bool]] = {
     "samples_per_s": ("samples_per_s", True),
     "mfu": ("mfu", True),
     "peak_rss_bytes": ("peak_rss_bytes", False),
+    # the generate scenario's: time to first token, time per output token, the decode's bandwidth utilisation
+    "prefill_ms": ("prefill_ms", False),
+    "decode_ms_per_token": ("decode_ms_per_token", False),
+    "bandwidth_utilization": ("bandwidth_utilization", True),
 }
 
 _HISTORY = """

@@ -16,18 +16,36 @@ from accel.tasks.errors import SkillDirError
 
 MAX_ROUNDS = 20
 MAX_BATCH = 65536  # past any real inference batch; smaller ones are judged by the memory estimate below
+# The generate scenario's defaults are the Hugging Face LLM-Perf leaderboard's (batch 1, a 256-token
+# prompt, 64 new tokens, greedy, a fixed length), plus batch 4.
+GENERATE_BATCHES = (1, 4)
+PROMPT_TOKENS = 256
+NEW_TOKENS = 64
 
 
 class BenchConfig(BaseModel):
-    batches: list[int] = Field(default_factory=lambda: [1])
-    seqs: list[int | None] = Field(default_factory=lambda: [None], description="None: the skill's default")
+    batches: list[int] = Field(default_factory=lambda: [1], description="The forward scenario's batch sizes")
+    seqs: list[int | None] = Field(
+        default_factory=lambda: [None], description="The forward scenario's lengths; None: the skill's default"
+    )
     scenarios: list[str] | None = Field(None, description="forward, generate; default: both where generative")
     warmup: int = Field(3, ge=0)
     min_iters: int = Field(10, ge=1, description="Per round")
     min_seconds: float = Field(2.0, ge=0, description="Per round")
     max_seconds: float = Field(60.0, gt=0, description="Per round")
     threads: int | None = Field(None, ge=1, description="Intra-op threads; default: the cores usable here")
-    new_tokens: int = Field(16, ge=1)
+    generate_batches: list[int] = Field(
+        default_factory=lambda: list(GENERATE_BATCHES), description="The generate scenario's batch sizes"
+    )
+    prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description=f"The generate scenario's prompt length; None: {PROMPT_TOKENS}, or less where the model's "
+        "positions end sooner (said in the row's details)",
+    )
+    new_tokens: int = Field(
+        NEW_TOKENS, ge=1, description="Tokens each generate call decodes: this many exactly, where the skill can"
+    )
     point_timeout_s: float | None = Field(None, gt=0, description="Per round; default: max_seconds + 180 s to load")
     flops: bool = Field(True, description="Count FLOPs on the reference model (and so MFU); False skips it")
     rounds: int = Field(
@@ -55,6 +73,26 @@ class BenchReport(BaseModel):
     seconds: float
 
 
+def _max_positions(manifest: dict[str, Any]) -> int | None:
+    return (manifest["dims"].get("seq") or {}).get("max")
+
+
+def prompt_tokens(config: BenchConfig, manifest: dict[str, Any]) -> int:
+    """The generate scenario's prompt: as asked, else the leaderboard's, shortened to leave room for the
+    new tokens in the model's positions (an explicit prompt past them is refused by check_request)."""
+    if config.prompt_tokens is not None:
+        return config.prompt_tokens
+    limit = _max_positions(manifest)
+    return max(1, min(PROMPT_TOKENS, limit - config.new_tokens)) if limit else PROMPT_TOKENS
+
+
+def _shapes(config: BenchConfig, manifest: dict[str, Any], scenario: str) -> list[tuple[int, int | None]]:
+    if scenario == "generate":
+        return [(batch, prompt_tokens(config, manifest)) for batch in config.generate_batches]
+    seqs = config.seqs if manifest["dims"].get("seq") else [None]  # a fixed-size input (images) has no seq axis
+    return [(batch, seq) for batch in config.batches for seq in seqs]
+
+
 def plan_points(config: BenchConfig, manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Every point (scenario x batch x seq) the config asks of this skill, as the runner takes it."""
     generative = manifest.get("generation") is not None
@@ -64,8 +102,6 @@ def plan_points(config: BenchConfig, manifest: dict[str, Any]) -> list[dict[str,
             raise SkillDirError(f"unknown scenario {scenario!r}: accepted forward, generate")
         if scenario == "generate" and not generative:
             raise SkillDirError(f"{manifest['model']['task']} does not generate: only the forward scenario applies")
-    seq_dim = manifest["dims"].get("seq")
-    seqs = config.seqs if seq_dim else [None]  # a fixed-size input (images) has no sequence axis
     threads = config.threads or len(os.sched_getaffinity(0))
     return [
         {
@@ -80,8 +116,7 @@ def plan_points(config: BenchConfig, manifest: dict[str, Any]) -> list[dict[str,
             "new_tokens": config.new_tokens,
         }
         for scenario in scenarios
-        for batch in config.batches
-        for seq in seqs
+        for batch, seq in _shapes(config, manifest, scenario)
     ]
 
 
@@ -134,7 +169,7 @@ def check_request(config: BenchConfig, manifest: dict[str, Any], points: list[di
     """Refuse, with one line, what cannot be measured: before any run row, process or probe."""
     if not 1 <= config.rounds <= MAX_ROUNDS:
         raise SkillDirError(f"rounds must be between 1 and {MAX_ROUNDS}; got {config.rounds}")
-    for batch in config.batches:
+    for batch in config.batches + config.generate_batches:
         if not 1 <= batch <= MAX_BATCH:
             raise SkillDirError(f"batch must be between 1 and {MAX_BATCH}; got {batch}")
     seq_dim = manifest["dims"].get("seq") or {}
@@ -145,10 +180,14 @@ def check_request(config: BenchConfig, manifest: dict[str, Any], points: list[di
         if seq_dim and seq < low:
             raise SkillDirError(f"seq must be at least {low} for this model; got {seq}")
         if seq_dim and high and longest > high:
-            extra = f" plus {point['new_tokens']} new tokens" if point["scenario"] == "generate" else ""
+            if point["scenario"] == "forward":
+                what, fix = f"seq {seq}", f"ask for at most {high}"
+            else:
+                what = f"a prompt of {seq} tokens plus {point['new_tokens']} new tokens"
+                room = high - point["new_tokens"]
+                fix = f"ask for a prompt of at most {room} tokens" if room >= 1 else "ask for fewer new tokens"
             raise SkillDirError(
-                f"seq {seq}{extra} is past this model's maximum of {high} positions "
-                f"({manifest['model']['ref']}); ask for at most {high - (longest - seq)}"
+                f"{what} is past this model's maximum of {high} positions ({manifest['model']['ref']}); {fix}"
             )
     available = memory_available()
     for point in points:

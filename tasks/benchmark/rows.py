@@ -3,9 +3,12 @@
 A row is `noisy`, with the reasons in `noise_reason`, when any round was timed while other processes
 used more than `max_foreign_share` of its cores (or the hypervisor stole more than `max_steal_share`,
 or other processes held the GPU), when the rounds' medians disagree by more than `noise_cv`, or when a
-figure is physically impossible (a latency that is not positive, an MFU above 100%): such a figure is
-a bug to report, so it is withheld, never printed. The load average is kept as context only.
-Throughput, tokens/s and MFU all divide by the same statistic: the median latency.
+figure is physically impossible (a latency that is not positive, an MFU or a decode's bandwidth utilisation
+above 100%): such a figure is a bug to report, so it is withheld, never printed. The load average is kept
+as context only.
+Throughput, tokens/s and MFU all divide by the same statistic: the median latency. A generate row holds
+the time to first token (prefill_ms), the time per output token (decode_ms_per_token), generated tokens/s
+and the decode's memory-bandwidth utilisation (bandwidth.py) in place of an MFU.
 """
 
 from __future__ import annotations
@@ -15,8 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from accel.hardware.memory_bandwidth import BandwidthProbe
 from accel.hardware.peak_flops import PeakProbe
 from accel.storage import MeasurementRecord, summarize
+from accel.tasks.benchmark.bandwidth import set_bandwidth_utilization
 from accel.tasks.benchmark.config import BenchConfig, point_seq
 
 TEXT_FAMILIES = ("text-encoder", "text-generation", "text2text")
@@ -58,6 +63,8 @@ def build_row(
     peak: PeakProbe | None,
     loads: list[float],
     waited_s: float,
+    bandwidth: BandwidthProbe | None = None,
+    bandwidth_error: str | None = None,
 ) -> MeasurementRecord:
     """The row of a point from the rounds measured so far (a failed round makes the row that failure)."""
     seq = point_seq(manifest, point)
@@ -127,13 +134,20 @@ def build_row(
             row["flops"] = flops
             details["flop_basis"] = flop_basis
             _set_mfu(row, details, reasons, flops, median_s, peak)
-    else:
-        new_tokens = rounds[0]["new_tokens"]
+    else:  # as LLM-Perf: TTFT the median 1-token generate, TPOT (generate(n) - TTFT) / (n - 1), medians
+        new_tokens = min(r["new_tokens"] for r in rounds)
         prefill = summarize([s * 1000 for r in rounds for s in r["prefill"]]).p50
         row["prefill_ms"] = prefill
         row["decode_ms_per_token"] = (stats.p50 - prefill) / (new_tokens - 1) if new_tokens > 1 else None
         row["tokens_per_s"] = batch * new_tokens / median_s if median_s else None
-        details["new_tokens"] = new_tokens
+        row["new_tokens"] = details["new_tokens"] = new_tokens
+        details["fixed_length"] = all(r.get("fixed_length") for r in rounds)
+        if new_tokens < point["new_tokens"]:
+            details["new_tokens_note"] = (
+                f"asked for {point['new_tokens']}, decoded {new_tokens}: this skill's generate takes no "
+                "min_new_tokens and stopped at its end-of-sequence token"
+            )
+        set_bandwidth_utilization(row, details, reasons, manifest, bandwidth, bandwidth_error)
     details.update(
         inputs=rounds[0]["inputs"],
         start=min(r["start"] for r in per_round),

@@ -6,9 +6,10 @@ warmup, then timed calls until a minimum count AND a minimum duration are met, c
 Between-process variation is what verdicts must see (storage/stats.compare_rounds), and interleaving
 spreads a slow minute of the machine over every point instead of one. Requests that cannot be measured
 are refused before any work (config.check_request). Inside the device slot: FLOP counting (isolated),
-the peak FLOP/s probe, then the rounds. A point that crashes, runs out of memory or hangs becomes a row
-with that status and its message, and the other points go on. Rows are recorded as each round lands,
-and a stage that dies closes its run row as failed, with the reason.
+the peak FLOP/s probe, the memory bandwidth probe where a point generates, then the rounds. A point that
+crashes, runs out of memory or hangs becomes a row with that status and its message, and the other points
+go on. Rows are recorded as each round lands, and a stage that dies closes its run row as failed, with
+the reason.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from accel.hardware.memory_bandwidth import BandwidthProbe, memory_bandwidth
 from accel.hardware.peak_flops import PeakProbe, peak_flops
 from accel.hardware.targets import TORCH_DTYPES
 from accel.settings import get_settings
@@ -44,6 +46,18 @@ def _probe_peak(target: dict, threads: int, config: BenchConfig) -> tuple[PeakPr
             max_foreign_share=config.max_foreign_share,
         )
     except Exception as err:  # no torch for this device here: MFU stays unknown, never guessed
+        return None, f"{type(err).__name__}: {err}"[:500]
+    return probe, None
+
+
+def _probe_bandwidth(target: dict, threads: int, config: BenchConfig) -> tuple[BandwidthProbe | None, str | None]:
+    if target["hardware"] != "cpu":  # the probe measures host memory; a device's own is not probed yet
+        return None, f"the bandwidth probe measures host memory, not {target['hardware']} device memory"
+    try:
+        probe = memory_bandwidth(
+            threads, get_settings().cache_dir / "memory-bandwidth.json", max_foreign_share=config.max_foreign_share
+        )
+    except Exception as err:  # the probe process failed: utilisation stays unknown, never guessed
         return None, f"{type(err).__name__}: {err}"[:500]
     return probe, None
 
@@ -80,6 +94,11 @@ def benchmark(
             if progress:
                 progress("probe the peak FLOP/s", 0.0)
             peak, peak_error = _probe_peak(target, points[0]["threads"], config)
+            bandwidth, bandwidth_error = None, None
+            if any(p["scenario"] == "generate" for p in points):
+                if progress:
+                    progress("probe the memory bandwidth", 0.0)
+                bandwidth, bandwidth_error = _probe_bandwidth(target, points[0]["threads"], config)
             rounds: dict[int, list[dict]] = {i: [] for i in range(len(points))}
             loads: dict[int, list[float]] = {i: [] for i in range(len(points))}
             for number in range(config.rounds):
@@ -107,6 +126,8 @@ def benchmark(
                         peak,
                         loads[i],
                         waited,
+                        bandwidth,
+                        bandwidth_error,
                     )
                     if peak_error:
                         row.details["peak_error"] = peak_error

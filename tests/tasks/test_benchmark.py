@@ -98,9 +98,9 @@ def test_peak_memory_catches_a_spike_no_sampler_would_see(tiny_skill, tmp_path):
 
 
 def test_generation_reports_prefill_decode_and_tokens_per_second(tiny_skill):
-    config = BenchConfig(batches=[2], seqs=[8], scenarios=["generate"], new_tokens=6, **QUICK)
+    config = BenchConfig(generate_batches=[2], prompt_tokens=8, scenarios=["generate"], new_tokens=6, **QUICK)
     m = benchmark(tiny_skill("gpt2", "cpu/onnxruntime").path, config, record=False).measurements[0]
-    assert m.scenario == "generate" and m.status == "ok"
+    assert m.scenario == "generate" and m.status == "ok" and (m.batch, m.seq) == (2, 8)
     assert 0 < m.prefill_ms < m.p50_ms and m.decode_ms_per_token > 0
     assert m.tokens_per_s == pytest.approx(2 * m.details["new_tokens"] / (m.p50_ms / 1000))
 
@@ -170,11 +170,12 @@ def test_bad_configurations_are_refused(tiny_skill, tmp_path):
 
 def test_skipped_rows_name_every_point_the_config_would_have_measured(tiny_skill):
     skill = tiny_skill("gpt2", "cpu/onnxruntime").path
-    rows = skipped_rows(skill, BenchConfig(batches=[1, 4], seqs=[None, 16]), "run-x", "tests failed")
+    config = BenchConfig(batches=[1, 4], seqs=[None, 16], generate_batches=[2, 3], prompt_tokens=12)
+    rows = skipped_rows(skill, config, "run-x", "tests failed")
     default_seq = json.loads((skill / "manifest.json").read_text())["dims"]["seq"]["default"]
     assert {(m.scenario, m.batch, m.seq) for m in rows} == {
-        (scenario, batch, seq) for scenario in ("forward", "generate") for batch in (1, 4) for seq in (default_seq, 16)
-    }
+        ("forward", batch, seq) for batch in (1, 4) for seq in (default_seq, 16)
+    } | {("generate", 2, 12), ("generate", 3, 12)}
     assert all(m.status == "skipped" and m.error == "tests failed" and m.run_id == "run-x" for m in rows)
 
 
