@@ -53,9 +53,24 @@ def note(r: Any) -> str:
     return ". ".join(parts)
 
 
+def _figure(value: float | None, spec: str, noisy: bool) -> str:
+    return (format(value, spec) + (" [yellow](noisy)[/]" if noisy else "")) if value is not None else "-"
+
+
+def _generated(r: Any) -> list[str]:
+    """The generate headline's columns: TTFT, TPOT (ms) and generated tokens/s, each with the noisy marker."""
+    marked = r.generate_noisy
+    tokens = _figure(r.generate_tokens_per_s, ".0f", marked) if r.generate_tokens_per_s else "-"
+    batch = f" (b{r.generate_batch})" if r.generate_batch and r.generate_tokens_per_s else ""
+    return [_figure(r.ttft_ms, ".2f", marked), _figure(r.tpot_ms, ".2f", marked), tokens + batch]
+
+
 def _table(result: Any) -> Table:
     table = Table(title=f"pipeline {result.run_id}", title_justify="left")
-    for column in ("model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU", "note"):
+    generates = any(r.ttft_ms is not None for r in result.results)  # the three columns only where one generated
+    columns = ["model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU"]
+    columns += ["TTFT ms", "TPOT ms", "gen tokens/s"] if generates else []
+    for column in (*columns, "note"):
         table.add_column(column, overflow="fold")
     for r in result.results:
         style = "green" if r.status == "passed" else "red"
@@ -65,9 +80,10 @@ def _table(result: Any) -> Table:
             f"[{style}]{r.status}[/]",
             f"{r.checks_passed}/{r.checks_total}" if r.checks_total else "-",
             f"b{r.batch} s{r.seq}" if r.batch else "-",
-            (f"{r.p50_ms:.2f}" + (" [yellow](noisy)[/]" if r.noisy else "")) if r.p50_ms is not None else "-",
+            _figure(r.p50_ms, ".2f", r.noisy),
             f"{r.tokens_per_s:.0f}" if r.tokens_per_s else "-",
             "withheld" if r.mfu_withheld else (f"{r.mfu:.2%}" if r.mfu is not None else "-"),
+            *(_generated(r) if generates else []),
             note(r),
         )
     return table

@@ -33,10 +33,17 @@ class ChainResult(BaseModel):
     seq: int | None = None
     measurements_ok: int = 0
     measurements_total: int = 0
+    # the generate scenario's headline (its first ok point): time to first token, time per output token
+    generate_batch: int | None = None
+    ttft_ms: float | None = None
+    tpot_ms: float | None = None
+    generate_tokens_per_s: float | None = None
+    generate_noisy: bool = False
 
     def add_measurements(self, measured: list[MeasurementRecord]) -> None:
         """Count the benchmark's points and take the headline: the first ok forward point (else the first ok),
-        with its noisy flag and reason and why its MFU is withheld."""
+        with its noisy flag and reason and why its MFU is withheld; and the first ok generate point's TTFT,
+        TPOT and tokens/s."""
         ok = [m for m in measured if m.status == "ok"]
         self.measurements_ok, self.measurements_total = len(ok), len(measured)
         headline = next((m for m in ok if m.scenario == "forward"), ok[0] if ok else None)
@@ -46,6 +53,11 @@ class ChainResult(BaseModel):
             self.noisy, self.noise_reason = bool(headline.noisy), headline.noise_reason
             self.mfu_withheld = headline.details.get("mfu_withheld")
         self.noisy_points = sum(bool(m.noisy) for m in ok)
+        generated = next((m for m in ok if m.scenario == "generate"), None)
+        if generated is not None:
+            self.generate_batch, self.generate_tokens_per_s = generated.batch, generated.tokens_per_s
+            self.ttft_ms, self.tpot_ms = generated.prefill_ms, generated.decode_ms_per_token
+            self.generate_noisy = bool(generated.noisy)
 
 
 class PipelineResult(BaseModel):

@@ -178,3 +178,34 @@ def test_accel_bench_shows_ttft_tpot_and_tokens_per_s_and_its_json_carries_them(
     assert "TTFT ms" in text and "TPOT ms" in text and "tokens/s" in text and "MFU / BW" in text
     assert f"{row['prefill_ms']:.3f}" in text and f"{row['decode_ms_per_token']:.3f}" in text
     assert f"{row['tokens_per_s']:.0f}" in text and ("noisy" in text) == row["noisy"]
+
+
+def test_the_run_table_shows_ttft_tpot_and_tokens_per_s_of_the_generate_headline_with_its_noisy_marker():
+    from rich.console import Console
+
+    from accel.cli.run import _table
+    from accel.flows.results import ChainResult, PipelineResult
+    from accel.storage import MeasurementRecord
+
+    common = {"run_id": "r", "skill_id": "s", "status": "ok", "p50_ms": 40.0, "rounds": 3}
+    forward = MeasurementRecord(scenario="forward", batch=1, seq=128, tokens_per_s=3200.0, **common)
+    generated = MeasurementRecord(
+        scenario="generate", batch=1, seq=256, prefill_ms=12.5, decode_ms_per_token=3.25, tokens_per_s=250.0,
+        new_tokens=64, noisy=True, noise_reason="the rounds' medians vary", **common,
+    )  # fmt: skip
+    chain = ChainResult(model="m", target="cpu/onnxruntime", run_id="r", status="passed", stage="done", message="")
+    chain.add_measurements([forward, generated])
+    assert (chain.ttft_ms, chain.tpot_ms, chain.generate_tokens_per_s, chain.generate_batch) == (12.5, 3.25, 250.0, 1)
+    assert chain.p50_ms == 40.0 and not chain.noisy and chain.generate_noisy  # the forward headline stays
+    console = Console(width=250, record=True)
+    console.print(_table(PipelineResult(run_id="p", status="passed", results=[chain])))
+    text = console.export_text()
+    assert "TTFT ms" in text and "TPOT ms" in text and "gen tokens/s" in text
+    assert "12.50 (noisy)" in text and "3.25 (noisy)" in text and "250 (noisy) (b1)" in text
+    assert "1 other point(s) noisy" in text
+    plain = ChainResult(model="m", target="cpu/torch", run_id="q", status="passed", stage="done", message="")
+    plain.add_measurements([forward])
+    console = Console(width=250, record=True)
+    console.print(_table(PipelineResult(run_id="p", status="passed", results=[plain])))
+    assert "TTFT" not in console.export_text()  # no generate point: no empty columns
+    assert chain.model_dump(mode="json")["tpot_ms"] == 3.25  # and `accel run --json` carries them
