@@ -10,6 +10,7 @@ from rich.table import Table
 from accel.cli.output import JsonFlag, console, emit_json, human_bytes
 from accel.hardware import HardwareProfile, all_targets, detect, target_status, work_pool_name
 from accel.hardware.cpu import theoretical_peak_flops
+from accel.hardware.memory_bandwidth import memory_bandwidth
 from accel.hardware.peak_flops import cache_key, peak_flops, read_cache
 from accel.settings import get_settings
 
@@ -131,10 +132,39 @@ def _peak_table(peaks: dict) -> Table:
     return table
 
 
-def _payload(profile: HardwareProfile, peaks: dict) -> dict:
+def _bandwidths(probe: bool) -> list[dict]:
+    """The quiet memory bandwidth probes cached so far (one now if asked), as the decode's utilisation uses them."""
+    cache_file = get_settings().cache_dir / "memory-bandwidth.json"
+    fresh = memory_bandwidth(None, cache_file).model_dump() if probe else None
+    probes = [{"key": key, **entry} for key, entry in read_cache(cache_file).items()]
+    if fresh and not fresh.get("quiet"):
+        probes.append({"key": "(contended: not cached)", **fresh})
+    return probes
+
+
+def _bandwidth_table(probes: list[dict]) -> Table:
+    table = Table(title="Memory bandwidth", title_justify="left")
+    for column in ("threads", "GB/s", "kernel", "spread", "others' CPU", "basis / when"):
+        table.add_column(column, overflow="fold")
+    for p in probes:
+        table.add_row(
+            str(p.get("threads") or "default"),
+            f"{p['bytes_per_s'] / 1e9:.1f}",
+            p["kernel"],
+            f"{p['spread']:.1%}",
+            f"{p['foreign_share']:.0%}" if p.get("foreign_share") is not None else "?",
+            f"{p['basis']}; {p.get('probed_at', '')}",
+        )
+    if not probes:
+        table.add_row("-", "-", "", "", "", "no quiet probe yet: `accel bench` of a generate point, or --probe")
+    return table
+
+
+def _payload(profile: HardwareProfile, peaks: dict, bandwidths: list[dict]) -> dict:
     return {
         **profile.model_dump(mode="json"),
         "peak_flops": peaks,
+        "memory_bandwidth": bandwidths,
         "hardware": profile.hardware,
         "work_pools": {hw: work_pool_name(hw) for hw in profile.hardware},
         "targets": [target_status(t, profile).model_dump() for t in all_targets()],
@@ -143,18 +173,23 @@ def _payload(profile: HardwareProfile, peaks: dict) -> dict:
 
 def hardware(
     probe: Annotated[
-        bool, typer.Option("--probe", help="Measure the CPU's peak FLOP/s now (a GEMM probe, about 5 s).")
+        bool,
+        typer.Option(
+            "--probe", help="Measure the CPU's peak FLOP/s and memory bandwidth now (GEMM and copy probes, ~7 s)."
+        ),
     ] = False,
     json_output: JsonFlag = False,
 ) -> None:
-    """Detect this machine: CPU, memory, accelerators, runtimes, peak FLOP/s, and the targets it can run."""
+    """Detect this machine: CPU, memory, accelerators, runtimes, peak FLOP/s, memory bandwidth, and the targets
+    it can run."""
     profile = detect()
-    peaks = _peaks(probe)
+    peaks, bandwidths = _peaks(probe), _bandwidths(probe)
     if json_output:
-        emit_json(_payload(profile, peaks))
+        emit_json(_payload(profile, peaks, bandwidths))
         return
     console.print(_summary(profile))
     console.print(_peak_table(peaks))
+    console.print(_bandwidth_table(bandwidths))
     console.print(_accelerators(profile))
     console.print(_runtimes(profile))
     console.print(_targets(profile, show_all=False))

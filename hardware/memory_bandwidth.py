@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import time
@@ -102,7 +103,7 @@ def _kernels(array_bytes: int, threads: int, pool: ThreadPoolExecutor) -> dict[s
 def _probe(threads: int | None, array_bytes: int | None, repeats: int) -> dict:
     llc = last_level_cache_bytes()
     array_bytes = array_bytes or default_array_bytes(llc)
-    workers = threads or 1
+    workers = threads or len(os.sched_getaffinity(0))  # default: every core this process may use
     rates: dict[str, list[float]] = {}
     with ThreadPoolExecutor(workers) as pool:
         kernels = _kernels(array_bytes, workers, pool)
