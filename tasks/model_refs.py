@@ -51,8 +51,9 @@ _PACKAGED_BY_LOWER = {key.lower(): key for key in PACKAGED_MODELS}
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,95}(/[A-Za-z0-9][A-Za-z0-9._-]{0,95})?$")
 _REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,127}$")
-# Model and tokenizer/processor files: what is downloaded, and what the content hash covers.
-MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py"]
+# Model and tokenizer/processor files: what is downloaded, what the content hash covers, and (less the
+# weights) what a skill's assets copy. *.jinja: transformers 5 saves a chat template as chat_template.jinja.
+MODEL_FILE_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.tiktoken", "*.py", "*.jinja"]
 
 ACCEPTED_REFS = (
     "a local directory holding config.json, a packaged model "
