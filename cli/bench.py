@@ -65,27 +65,16 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 def _table(report: BenchReport) -> Table:
     table = Table(title=f"{report.target} · skill {report.skill_id} · run {report.run_id}", title_justify="left")
-    for column in (
-        "scenario",
-        "batch",
-        "seq",
-        "status",
-        "p50 ms",
-        "p90 ms",
-        "TTFT ms",
-        "TPOT ms",
-        "rounds",
-        "others' CPU",
-        "samples/s",
-        "tokens/s",
-        "MFU / BW",
-        "peak RSS",
-        "note",
-    ):
+    generates = any(m.scenario == "generate" for m in report.measurements)  # TTFT, TPOT only where one generated
+    columns = ["scenario", "batch", "seq", "status", "p50 ms", "p90 ms", *(["TTFT ms", "TPOT ms"] if generates else [])]
+    columns += ["rounds", "others' CPU", "samples/s", "tokens/s", "MFU / BW" if generates else "MFU", "peak RSS"]
+    for column in (*columns, "note"):
         table.add_column(column, overflow="fold")
     for m in report.measurements:
         if m.status != "ok":
-            table.add_row(m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * 10, m.error or "")
+            table.add_row(
+                m.scenario, str(m.batch), str(m.seq), f"[red]{m.status}[/]", *[""] * (len(columns) - 4), m.error or ""
+            )
             continue
         flag = "[yellow]noisy[/]" if m.noisy else "ok"
         rounds = " / ".join(f"{v:.3f}" for v in m.round_p50_ms)
@@ -96,8 +85,7 @@ def _table(report: BenchReport) -> Table:
             flag,
             f"{m.p50_ms:.3f}",
             f"{m.p90_ms:.3f}",
-            _ms(m.prefill_ms),
-            _ms(m.decode_ms_per_token),
+            *([_ms(m.prefill_ms), _ms(m.decode_ms_per_token)] if generates else []),
             rounds,
             f"{m.foreign_cpu_share:.0%}" if m.foreign_cpu_share is not None else "?",
             f"{m.samples_per_s:.1f}" if m.samples_per_s else "",
