@@ -95,9 +95,19 @@ def run_command(
     level: Annotated[
         str, typer.Option("--level", "-l", help=f"Test level: {', '.join(LEVEL_NAMES)}.")
     ] = "comprehensive",
-    batch: Annotated[str, typer.Option("--batch", help="Benchmark batch sizes.")] = "1,8",
-    seq: Annotated[str, typer.Option("--seq", help="Benchmark sequence lengths.")] = "128",
+    batch: Annotated[str, typer.Option("--batch", help="The forward scenario's batch sizes.")] = "1,8",
+    seq: Annotated[str, typer.Option("--seq", help="The forward scenario's lengths.")] = "128",
     min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Per benchmark point.")] = 2.0,
+    generate_batch: Annotated[
+        str | None, typer.Option("--generate-batch", help="The generate scenario's batch sizes (default 1,4).")
+    ] = None,
+    prompt_tokens: Annotated[
+        int | None,
+        typer.Option("--prompt-tokens", min=1, help="The generate scenario's prompt (default 256, within the model)."),
+    ] = None,
+    new_tokens: Annotated[
+        int | None, typer.Option("--new-tokens", min=1, help="Tokens each generate call decodes (default 64).")
+    ] = None,
     force: Annotated[bool, typer.Option("--force", help="Generate the skills again.")] = False,
     api: Annotated[
         str | None,
@@ -114,7 +124,14 @@ def run_command(
     parsed = [str(t) for t in parse_targets(targets)]  # bad input fails before Prefect starts
     check_level(level)
     bench = {"batches": _ints(batch, "--batch"), "seqs": _ints(seq, "--seq"), "min_seconds": min_seconds}
+    generate = {"generate_batches": _ints(generate_batch, "--generate-batch"), "prompt_tokens": prompt_tokens}
+    generate["new_tokens"] = new_tokens
+    bench.update({k: v for k, v in generate.items() if v is not None})  # unset: the leaderboard's defaults
     if api is not None:
+        if any(v is not None for v in generate.values()):
+            fail(
+                "--generate-batch, --prompt-tokens and --new-tokens are not sent through --api: run here, or omit them"
+            )
         result = run_through_api(api, models, parsed, level, bench, force, json_output)
         _report(result, json_output)
         return

@@ -209,3 +209,9 @@ def test_the_run_table_shows_ttft_tpot_and_tokens_per_s_of_the_generate_headline
     console.print(_table(PipelineResult(run_id="p", status="passed", results=[plain])))
     assert "TTFT" not in console.export_text()  # no generate point: no empty columns
     assert chain.model_dump(mode="json")["tpot_ms"] == 3.25  # and `accel run --json` carries them
+
+
+def test_accel_run_refuses_generate_settings_it_cannot_send_through_the_api(capsys, tiny_models):
+    args = ["run", str(tiny_models["gpt2"]), "--targets", "cpu/onnxruntime", "--api", "http://127.0.0.1:9"]
+    code, out, err = accel(capsys, *args, "--new-tokens", "8")
+    assert code == 2 and out == "" and "not sent through --api" in err and len(err.strip().splitlines()) == 1
