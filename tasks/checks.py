@@ -15,7 +15,7 @@ from typing import Any
 
 from accel.tasks.check_context import CheckResult, CheckStatus, Context, Verdict
 from accel.tasks.errors import SkillDirError
-from accel.tasks.generation_checks import check_generation_parity
+from accel.tasks.generation_checks import check_generation_parity, check_kv_cache
 from accel.tasks.levels import LEVEL_NAMES
 from accel.tasks.lifecycle_checks import check_bad_input, check_load_close_cycle, check_loads
 from accel.tasks.output_checks import (
@@ -56,6 +56,7 @@ CHECKS: dict[str, Check] = {
         Check("batch_invariance", check_batch_invariance, ("comprehensive",)),
         Check("padding_invariance", check_padding_invariance, ("comprehensive",)),
         Check("generation_parity", check_generation_parity, ("comprehensive",)),
+        Check("kv_cache", check_kv_cache, ("comprehensive",)),
         Check("real_input", check_real_input, ("comprehensive",)),
         Check("bad_input", check_bad_input, ("comprehensive", "fault_tolerance")),
         Check("load_close_cycle", check_load_close_cycle, ("fault_tolerance",)),

@@ -27,10 +27,12 @@ from accel.hardware.runtimes import runtime_spec
 from accel.hardware.targets import TORCH_DTYPES
 from accel.settings import get_settings
 from accel.tasks import templates
+from accel.tasks.check_context import Verdict
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
 from accel.tasks.export_cache import export_key, file_sha256, shared_export
 from accel.tasks.generated import GeneratedSkill
+from accel.tasks.generation_checks import cache_consistency, pad_second_row
 from accel.tasks.interface import Interface, build_interface
 from accel.tasks.model_files import load_config
 from accel.tasks.model_lock import MODEL_LOADING
@@ -148,16 +150,17 @@ def _try_exporter(
     The cache entry stays locked until this skill has validated it, so only a validated export is kept.
     """
     example_sizes, check_sizes = _check_shapes(module)
-    example = module.make_inputs(example_sizes["batch"], example_sizes.get("seq"), seed=0)
+    graph_inputs, example = _graph_example(module, example_sizes)
     with silenced_output():
-        example_outputs = module.run_reference(reference, module.check_inputs(example))
+        example_outputs = module.run_reference(reference, example)
     output_names = list(example_outputs)
+    _check_cache_sizes(module, example_outputs)
     runtime = runtime_spec(target.runtime)
     onnx_runtime = runtime.graph == "onnx"
     with ExitStack() as stack:
         shared = None
         if onnx_runtime:
-            key = _export_key(identity, exporter, example, module.INPUTS, output_names)
+            key = _export_key(identity, exporter, example, graph_inputs, output_names)
             shared = stack.enter_context(shared_export(key, artifact))
         started = time.perf_counter()
         if shared is not None and shared.reused:
@@ -169,7 +172,7 @@ def _try_exporter(
                 facts = export(
                     reference,
                     example,
-                    module.INPUTS,
+                    graph_inputs,
                     output_names,
                     exporter,
                     artifact,
@@ -191,6 +194,28 @@ def _try_exporter(
             facts["shared_export"] = shared.manifest_facts()
     validation["outputs"] = _shapes(example_sizes, example_outputs, check_sizes, validation["outputs"])
     return facts, validation
+
+
+def _graph_example(module: ModuleType, sizes: dict[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the exported graph's input specs, its export example): the forward's inputs, and for a skill that
+    decodes with a KV cache the past key/values too (the graph takes them, a forward call gives none)."""
+    if hasattr(module, "GRAPH_INPUTS"):
+        return module.GRAPH_INPUTS, module.graph_example(sizes["batch"], sizes.get("seq"), seed=0)
+    return module.INPUTS, module.check_inputs(module.make_inputs(sizes["batch"], sizes.get("seq"), seed=0))
+
+
+def _check_cache_sizes(module: ModuleType, outputs: dict[str, Any]) -> None:
+    """The present key/values the reference returns have the sizes the skill's cache was made with."""
+    if not hasattr(module, "PRESENT_NAMES"):
+        return
+    cache = module.CACHE
+    for name in module.PRESENT_NAMES:
+        shape = outputs[name].shape if name in outputs else None
+        if shape is None or (shape[1], shape[3]) != (cache["kv_heads"], cache["head_dim"]):
+            raise GenerationError(
+                f"the model's cache output {name} has shape {shape}, not (batch, {cache['kv_heads']} kv heads, "
+                f"positions, {cache['head_dim']}) as its config says"
+            )
 
 
 def _validate(
@@ -225,9 +250,14 @@ def _validate(
             raise GenerationError(
                 f"{exporter} export does not match the reference on a single row: {single_comparison.message}"
             )
-        tokens_equal = None
+        tokens_equal = cache = None
         if iface.generation is not None and target.precision == "fp32":
-            prompt = module.make_inputs(2, example_sizes.get("seq"), seed=2)
+            # Two prompts, the second padded as the family pads (batched generation must not see the padding).
+            prompt = pad_second_row(
+                module.make_inputs(2, example_sizes.get("seq"), seed=2),
+                iface.generation["pad_token_id"],
+                left=family == "text-generation",
+            )
             got = skill.generate(prompt, _GENERATION_CHECK_TOKENS)
             want = skill.reference_generate(prompt, _GENERATION_CHECK_TOKENS)
             tokens_equal = got.shape == want.shape and bool((got == want).all())
@@ -235,6 +265,11 @@ def _validate(
                 raise GenerationError(
                     f"greedy tokens differ from transformers' generate: {got.tolist()} vs {want.tolist()}"
                 )
+            if iface.generation.get("kv_cache"):
+                try:
+                    cache = cache_consistency(skill, skill.reference, prompt, tolerance)
+                except Verdict as verdict:
+                    raise GenerationError(f"{exporter} export: {verdict}") from None
     finally:
         skill.close()
     validation = {
@@ -247,6 +282,7 @@ def _validate(
         "worst_output": comparison.worst_output,
         "per_output": comparison.per_output,
         "generation_tokens_equal": tokens_equal,
+        "kv_cache": None if cache is None else {"max_abs_diff": cache["max_abs_diff"], **cache["details"]},
         "validate_s": round(time.perf_counter() - started, 3),
         "outputs": outputs,
     }
@@ -339,11 +375,10 @@ def _manifest(
 ) -> dict[str, Any]:
     generation = None
     if iface.generation is not None:
-        generation = {
-            **iface.generation,
-            "strategy": "greedy",
-            "note": "no KV cache: every step runs the graph on the whole sequence",
-        }
+        generation = {**iface.generation, "strategy": "greedy", "note": _generation_note(iface.generation)}
+        if generation.get("kv_cache"):  # the graph's own cache dtype: a torch program's is its precision's
+            dtype = TORCH_DTYPES[target.precision] if runtime_spec(target.runtime).graph == "torch" else "float32"
+            generation["kv_cache"] = {**generation["kv_cache"], "dtype": dtype}
     return {
         "skill_id": skill_id,
         "model": {
@@ -377,6 +412,17 @@ def _manifest(
         "attempts": [a.model_dump() for a in attempts],
         "created_at": datetime.now(UTC).isoformat(),
     }
+
+
+def _generation_note(generation: dict[str, Any]) -> str:
+    cache = generation.get("kv_cache")
+    if not cache:
+        return "no KV cache: every step runs the graph on the whole sequence"
+    what = "decoder self-attention and cross-attention" if cache["encoder_decoder"] else "every layer's"
+    return (
+        f"KV cache ({cache['layout']}): prefill runs the prompt once, then each decode step runs one token "
+        f"per row with {what} past keys and values"
+    )
 
 
 def _clear_stale_staging(out_dir: Path) -> None:

@@ -166,8 +166,35 @@ def _generation(model_dir: Path, config: Any, generates: bool = True, exempt: tu
         "min_new_tokens": int(gen.min_new_tokens) if gen.min_new_tokens else None,
         "repetition_penalty": penalty,
         "config_strategy": _strategy(gen),
-        "kv_cache": False,
+        "kv_cache": False,  # or the sizes of the past key/values the skill decodes with (_kv_cache)
         "_config": gen,
+    }
+
+
+KV_CACHE_LAYOUT = "past_key_values inputs/outputs"
+# Forward arguments that take the past key/values: `cache` since transformers 5.24, `past_key_values` before.
+_CACHE_ARGUMENTS = ("cache", "past_key_values")
+
+
+def _kv_cache(config: Any, params: set[str], encoder_decoder: bool) -> dict[str, Any] | None:
+    """The past key/values the decoder's graph takes and returns, sized from the config (contract C1).
+
+    None when the forward takes no cache. The dtype is the graph's float32 here; generation sets a torch
+    target's own. The export checks the sizes: a graph whose present key/values differ is refused.
+    """
+    if not params.intersection(_CACHE_ARGUMENTS) or "use_cache" not in params:
+        return None
+    text = config.get_text_config(decoder=True)
+    heads = int(text.num_attention_heads)
+    layers = getattr(text, "num_decoder_layers", None) if encoder_decoder else None
+    head_dim = getattr(text, "head_dim", None) or getattr(text, "d_kv", None) or text.hidden_size // heads
+    return {
+        "layers": int(layers or text.num_hidden_layers),
+        "kv_heads": int(getattr(text, "num_key_value_heads", None) or heads),
+        "head_dim": int(head_dim),
+        "dtype": "float32",
+        "encoder_decoder": encoder_decoder,
+        "layout": KV_CACHE_LAYOUT,
     }
 
 
@@ -200,6 +227,7 @@ def _text(model: ResolvedModel, config: Any, params: set[str]) -> Interface:
     iface = Interface(inputs=inputs, dims={"seq": seq}, seq_meaning="the number of tokens")
     if model.family == "text-generation":
         gen = _generation(model.path, config)
+        gen["kv_cache"] = _kv_cache(config, params, encoder_decoder=False) or False
         iface.generation = gen
         iface.position_ids = "position_ids" in params and "attention_mask" in inputs
     elif model.family == "text2text":

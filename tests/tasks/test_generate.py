@@ -54,7 +54,12 @@ def test_the_skill_generates_with_a_complete_manifest(generated, name, target):
     assert manifest["validation"]["max_abs_diff"] <= 1e-3
     assert manifest["validation"]["check"] != manifest["validation"]["example"]
     if TINY_MODELS[name].family in ("text-generation", "text2text") or name == "whisper":
-        assert manifest["generation"]["kv_cache"] is False
+        cache = manifest["generation"]["kv_cache"]
+        if TINY_MODELS[name].family == "text-generation":
+            assert cache["layers"] == 2 and cache["layout"] == "past_key_values inputs/outputs"
+            assert manifest["validation"]["kv_cache"]["positions_added_per_step"] == [1]
+        else:
+            assert cache is False
         assert manifest["validation"]["generation_tokens_equal"] is True
 
 

@@ -1,0 +1,175 @@
+"""Generated skills decode with a KV cache: the exported graph takes the past key/values and returns the
+present ones, prefill and decode are separate calls, and greedy tokens stay those of transformers' `generate`.
+
+The truth is transformers' own `generate` on the original model, called here (batched, left padded for a
+causal decoder). How long a decode step takes as the output grows is a benchmark's figure, never asserted.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accel.tasks.checks import Context, run_check
+from accel.tasks.manifest import load_manifest
+from accel.tasks.reference import pristine_module
+from accel.tasks.skill_module import import_skill
+
+RUNTIMES = ["cpu/torch", "cpu/onnxruntime", "cpu/openvino"]
+CACHED = ["llama", "gpt2"]
+CASES = [(name, target) for name in CACHED for target in RUNTIMES]
+NEW_TOKENS = 10
+
+
+@pytest.fixture(scope="module")
+def skills(tiny_skill):
+    """Every case generated once (two at a time, each in a process of its own)."""
+    tiny_skill.all(CASES)
+    return tiny_skill
+
+
+def _module(path: Path):
+    return import_skill(path / "skill.py", f"_kv_{path.name}")
+
+
+def _left_padded(module, batch: int = 3, seq: int = 9) -> dict[str, np.ndarray]:
+    """`batch` prompts of `seq` tokens, row i shorter by 2 i and padded on the left, as preprocess pads them."""
+    feeds = module.make_inputs(batch, seq, seed=7)
+    for row in range(1, batch):
+        feeds["attention_mask"][row, : 2 * row] = 0
+        feeds["input_ids"][row, : 2 * row] = module.GENERATION["pad_token_id"]
+    return feeds
+
+
+def _hf_generate(model_dir: Path, feeds: dict[str, np.ndarray], new_tokens: int, **settings) -> np.ndarray:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    ids = torch.from_numpy(feeds["input_ids"])
+    with torch.inference_mode():
+        out = model.generate(
+            input_ids=ids,
+            attention_mask=torch.from_numpy(feeds["attention_mask"]),
+            max_new_tokens=new_tokens,
+            do_sample=False,
+            num_beams=1,
+            **settings,
+        )
+    return out[:, ids.shape[1] :].numpy()
+
+
+@pytest.mark.parametrize(("name", "target"), CASES)
+def test_cached_greedy_tokens_equal_transformers_generate_batched_and_left_padded(skills, tiny_models, name, target):
+    skill = skills(name, target)
+    module = _module(skill.path)
+    cache = skill.manifest["generation"]["kv_cache"]
+    assert cache["layout"] == "past_key_values inputs/outputs" and not cache["encoder_decoder"]
+    assert "no KV cache" not in skill.manifest["generation"]["note"]
+    feeds = _left_padded(module)
+    with module.Skill() as loaded:
+        got = loaded.generate(feeds, NEW_TOKENS)
+        fixed = loaded.generate(feeds, 6, min_new_tokens=6)
+    want = _hf_generate(tiny_models[name], feeds, NEW_TOKENS)
+    assert np.array_equal(got, want), (got.tolist(), want.tolist())
+    assert fixed.shape == (3, 6)
+    assert np.array_equal(fixed, _hf_generate(tiny_models[name], feeds, 6, min_new_tokens=6))
+
+
+@pytest.mark.parametrize("target", RUNTIMES)
+def test_prefill_then_decode_grow_the_cache_by_one_position_a_step(skills, target):
+    module = _module(skills("llama", target).path)
+    feeds = _left_padded(module, batch=2, seq=6)
+    with module.Skill() as loaded:
+        logits, state = loaded.prefill(feeds)
+        assert logits.shape == (2, module.INPUTS["input_ids"]["high"])  # (batch, vocab)
+        assert set(state["cache"]) == set(module.PAST_NAMES)
+        assert {v.shape for v in state["cache"].values()} == {(2, 1, 6, 16)}  # tiny llama: 1 kv head of 16
+        whole = loaded(feeds)["logits"][:, -1, :]
+        assert np.allclose(logits, whole, atol=1e-5)
+        for step in range(3):
+            logits, state = loaded.decode(logits.argmax(axis=-1), state)
+            assert {v.shape[2] for v in state["cache"].values()} == {7 + step}
+            assert state["attention_mask"].shape == (2, 7 + step)
+        with pytest.raises(ValueError, match="3 tokens for a state of 2 rows"):
+            loaded.decode(np.zeros(3, dtype=np.int64), state)
+
+
+def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(skills):
+    import onnx
+
+    path = skills("llama", "cpu/onnxruntime").path
+    module = _module(path)
+    graph = onnx.load(str(path / "model.onnx")).graph
+    inputs = [i.name for i in graph.input]
+    assert inputs == ["input_ids", "attention_mask", *module.PAST_NAMES]
+    assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
+    consumed = {name for node in graph.node for name in node.input}
+    assert set(module.PAST_NAMES) <= consumed
+
+
+def _kv_cache_check(skill_dir: Path) -> object:
+    manifest = load_manifest(skill_dir)
+    ctx = Context(skill_path=skill_dir, pristine=pristine_module(manifest), manifest=manifest)
+    assert run_check("loads", ctx).status == "passed"
+    try:
+        return run_check("kv_cache", ctx)
+    finally:
+        ctx.skill.close()
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        # decode hands the graph a zeroed past instead of its cache
+        (
+            ('**state["cache"]})', '**{n: np.zeros_like(v) for n, v in state["cache"].items()}})'),
+            "differs from the forward on the whole sequence",
+        ),
+        # decode runs the whole sequence again (the tokens kept in the state), carrying a cache it never reads
+        (
+            (
+                'logits, cache = self._step({"input_ids": tokens, "attention_mask": mask, **state["cache"]})',
+                'ids = state.setdefault("ids", [])\n'
+                "        ids.append(tokens)\n"
+                '        whole = np.concatenate([state["prompt"], *ids], axis=1)\n'
+                '        feeds = {"input_ids": whole, "attention_mask": mask, **empty_cache(len(mask))}\n'
+                "        logits, _ = self._step(feeds)\n"
+                '        cache = {n: np.concatenate([v, v[:, :, -1:]], axis=2) for n, v in state["cache"].items()}\n'
+                '        return logits[:, -1, :], {**state, "attention_mask": mask, "cache": cache}',
+            ),
+            "same logits with its cache zeroed",
+        ),
+    ],
+    ids=["zeroed-past", "recomputes-the-sequence"],
+)
+def test_a_skill_that_ignores_its_cache_fails_the_kv_cache_check(skills, tmp_path, edit, why):
+    original = skills("gpt2", "cpu/onnxruntime").path
+    assert _kv_cache_check(original).status == "passed"
+    broken = shutil.copytree(original, tmp_path / original.name)
+    source = (broken / "skill.py").read_text()
+    old, new = edit
+    assert old in source
+    source = source.replace(old, new)
+    # the recomputing variant keeps the prompt in its state
+    source = source.replace(
+        'return logits[:, -1, :], {"attention_mask": feeds["attention_mask"], "cache": cache}',
+        'return logits[:, -1, :], {"attention_mask": feeds["attention_mask"], "cache": cache, '
+        '"prompt": feeds["input_ids"]}',
+    )
+    (broken / "skill.py").write_text(source)
+    result = _kv_cache_check(broken)
+    assert result.status == "failed" and why in result.message, result.message
+
+
+def test_a_cached_skill_runs_standalone(skills, python_without_accel):
+    path = skills("llama", "cpu/openvino").path
+    result = subprocess.run(
+        [str(python_without_accel), "-I", "skill.py"], cwd=path, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "generate: [2, 4] new tokens" in result.stdout
