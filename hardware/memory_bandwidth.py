@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from accel.hardware.contention import contention_between, cpu_snapshot
-from accel.hardware.peak_flops import DEFAULT_MAX_FOREIGN_SHARE, _write_cache, cache_key, read_cache
+from accel.hardware.peak_flops import DEFAULT_MAX_FOREIGN_SHARE, best_of, cache_key, keep_best_quiet, read_cache
 
 MIN_ARRAY_BYTES = 64 << 20
 MAX_ARRAY_BYTES = 1 << 30
@@ -118,18 +118,15 @@ def _probe(threads: int | None, array_bytes: int | None, repeats: int) -> dict:
                 kernel()
                 rates[name].append(moved / (time.perf_counter() - start))
         contention = contention_between(before, cpu_snapshot())
-    bests = {name: max(found) for name, found in rates.items()}
-    kernel = max(bests, key=bests.__getitem__)
-    found = sorted(rates[kernel])
-    best, median = found[-1], found[len(found) // 2]
+    best = best_of(rates)
     return {
         "threads": threads,
-        "bytes_per_s": best,
-        "median_bytes_per_s": median,
-        "spread": round(1 - median / best, 4),
-        "passes": sum(len(r) for r in rates.values()),
-        "kernel": kernel,
-        "kernels": {name: round(value) for name, value in bests.items()},
+        "bytes_per_s": best["best"],
+        "median_bytes_per_s": best["median"],
+        "spread": best["spread"],
+        "passes": best["count"],
+        "kernel": best["kernel"],
+        "kernels": best["kernels"],
         "array_bytes": array_bytes,
         "llc_bytes": llc,
         "foreign_share": contention.foreign_share if contention else None,
@@ -175,10 +172,7 @@ def memory_bandwidth(
     found = probe_in_process(threads, array_bytes, repeats)
     found["quiet"] = (found["foreign_share"] or 0.0) + (found["steal_share"] or 0.0) <= max_foreign_share
     if found["quiet"] and cache_file is not None and array_bytes is None:
-        cache = read_cache(cache_file)  # again: another process may have cached one meanwhile
-        if key not in cache or cache[key]["bytes_per_s"] < found["bytes_per_s"]:  # keep the best quiet probe
-            cache[key] = found
-            _write_cache(cache_file, cache)
+        keep_best_quiet(cache_file, key, found, "bytes_per_s")
     return BandwidthProbe.model_validate(found)
 
 

@@ -89,6 +89,23 @@ def _gemms(device: str, dtype: str, threads: int | None) -> dict[str, Callable[[
     return gemms
 
 
+def best_of(rates: dict[str, list[float]]) -> dict:
+    """What a probe reports of its timed rates by kernel: the fastest kernel's best and median rate, the
+    spread between them, how many were timed, and each kernel's best (rounded)."""
+    bests = {name: max(found) for name, found in rates.items()}
+    kernel = max(bests, key=bests.__getitem__)
+    found = sorted(rates[kernel])
+    best, median = found[-1], found[len(found) // 2]
+    return {
+        "best": best,
+        "median": median,
+        "spread": round(1 - median / best, 4),
+        "count": sum(len(r) for r in rates.values()),
+        "kernel": kernel,
+        "kernels": {name: round(value) for name, value in bests.items()},
+    }
+
+
 def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict:
     n = _SIZES.get(device, 2048)
     gemms = _gemms(device, dtype, threads)
@@ -104,20 +121,17 @@ def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict
             product()
             rates[name].append(2 * n**3 / (time.perf_counter() - start))
     contention = contention_between(before, cpu_snapshot())
-    bests = {name: max(found) for name, found in rates.items()}
-    kernel = max(bests, key=bests.__getitem__)
-    found = sorted(rates[kernel])
-    best, median = found[-1], found[len(found) // 2]
+    best = best_of(rates)
     return {
         "device": device,
         "dtype": dtype,
         "threads": threads,
-        "flops": best,
-        "median_flops": median,
-        "spread": round(1 - median / best, 4),
-        "products": sum(len(r) for r in rates.values()),
-        "kernel": kernel,
-        "kernels": {name: round(value) for name, value in bests.items()},
+        "flops": best["best"],
+        "median_flops": best["median"],
+        "spread": best["spread"],
+        "products": best["count"],
+        "kernel": best["kernel"],
+        "kernels": best["kernels"],
         "foreign_share": contention.foreign_share if contention else None,
         "steal_share": contention.steal_share if contention else None,
         "foreign_device_pids": foreign_device_pids(0) if device == "cuda" else None,
@@ -142,7 +156,12 @@ def read_cache(cache_file: Path | None) -> dict[str, dict]:
     return {k: v for k, v in cache.items() if isinstance(v, dict) and v.get("quiet") and v.get("kernels")}
 
 
-def _write_cache(cache_file: Path, cache: dict[str, dict]) -> None:
+def keep_best_quiet(cache_file: Path, key: str, found: dict, figure: str) -> None:
+    """Cache a quiet probe under `key` unless a better one (higher `figure`) is there already."""
+    cache = read_cache(cache_file)  # read now: another process may have cached one meanwhile
+    if key in cache and cache[key][figure] >= found[figure]:
+        return
+    cache[key] = found
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps(cache, indent=1))
@@ -189,10 +208,7 @@ def peak_flops(
     foreign = (found["foreign_share"] or 0.0) + (found["steal_share"] or 0.0)
     found["quiet"] = foreign <= max_foreign_share and not found.get("foreign_device_pids")
     if found["quiet"] and cache_file is not None:
-        cache = read_cache(cache_file)  # again: another process may have cached one meanwhile
-        if key not in cache or cache[key]["flops"] < found["flops"]:  # keep the best quiet probe
-            cache[key] = found
-            _write_cache(cache_file, cache)
+        keep_best_quiet(cache_file, key, found, "flops")
     return PeakProbe.model_validate({**found, **extra})
 
 
