@@ -392,6 +392,7 @@ def _manifest(
             "architecture": model.architecture,
             "model_type": model.model_type,
             "parameters": model.parameters,
+            "weights_note": model.weights_note,
         },
         "target": {
             "target": str(target),
