@@ -146,7 +146,7 @@ def run_command(
     from accel.tasks.resolve_stage import resolve_isolated
 
     for ref in models:  # a ref that names nothing is bad input, refused before any run starts
-        resolve_isolated(ref)
+        resolve_isolated(ref, progress=lambda step, fraction: err_console.print(step))
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from accel.flows.pipeline import pipeline

@@ -30,6 +30,7 @@ from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, s
 from accel.hardware import Target, parse_targets
 from accel.tasks.device_lock import holder
 from accel.tasks.generate_stage import generate_isolated
+from accel.tasks.progress import stage_progress
 from accel.tasks.resolve_stage import resolve_isolated
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
@@ -37,7 +38,7 @@ CHAIN_DEPLOYMENT = "chain/{hardware}"
 
 @task(name="resolve_model", task_run_name="resolve {ref}")
 def resolve_model_task(ref: str) -> dict[str, Any]:
-    model = resolve_isolated(ref)
+    model = resolve_isolated(ref, progress=stage_progress("resolve", ref=ref))
     return {"ref": ref, **{k: model[k] for k in ("path", "revision", "family", "task", "parameters")}}
 
 

@@ -7,12 +7,15 @@ them; the caller gets the ResolvedModel as a dict, or the same ModelRefError / U
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from accel.tasks.isolated.call import call
 from accel.tasks.reference import REFERENCE_PRELOAD
 
 
-def resolve_isolated(ref: str) -> dict[str, Any]:
-    """tasks/resolve.resolve_model(ref), computed in an isolated process: its fields as JSON values."""
-    return call("accel.tasks.resolve:resolve_model", REFERENCE_PRELOAD, ref=ref)
+def resolve_isolated(ref: str, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
+    """tasks/resolve.resolve_model(ref), computed in an isolated process: its fields as JSON values.
+
+    `progress` hears what a first resolve does at length (a packaged GGUF converted once, ~35 s)."""
+    return call("accel.tasks.resolve:resolve_model", REFERENCE_PRELOAD, progress=progress, ref=ref)
