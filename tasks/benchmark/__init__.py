@@ -1,5 +1,6 @@
 """The benchmark stage (stage.py), its configuration and refusals (config.py), rounds in fresh processes
-(process.py), isolated FLOP counting (flops.py) and the rows with their noise flags (rows.py)."""
+(process.py), isolated FLOP counting (flops.py), the rows with their noise flags (rows.py) and a decode's
+memory-bandwidth utilisation (bandwidth.py)."""
 
 from __future__ import annotations
 
