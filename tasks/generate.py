@@ -148,52 +148,103 @@ def _try_exporter(
     onnxruntime and OpenVINO take their fp32 graph from the shared export cache (tasks/export_cache):
     the second runtime of a model does not export it again, and int8 quantizes its own copy of it.
     The cache entry stays locked until this skill has validated it, so only a validated export is kept.
+    An encoder-decoder with a KV cache has two graphs, the decoder's (`artifact`) and the encoder's.
     """
     example_sizes, check_sizes = _check_shapes(module)
     graph_inputs, example = _graph_example(module, example_sizes)
     with silenced_output():
         example_outputs = module.run_reference(reference, example)
-    output_names = list(example_outputs)
     _check_cache_sizes(module, example_outputs)
+    graphs = [(reference, graph_inputs, example, list(example_outputs), artifact)]
+    if hasattr(module, "ENCODER_ARTIFACT"):
+        encoder_example = module.encoder_example(example_sizes["batch"], example_sizes.get("seq"), seed=0)
+        with silenced_output():
+            encoder_outputs = module.run_reference(reference.encoder_graph, encoder_example)
+        graphs.append(
+            (
+                reference.encoder_graph,
+                module.ENCODER_INPUTS,
+                encoder_example,
+                list(encoder_outputs),
+                artifact.with_name(module.ENCODER_ARTIFACT),
+            )
+        )
     runtime = runtime_spec(target.runtime)
-    onnx_runtime = runtime.graph == "onnx"
     with ExitStack() as stack:
-        shared = None
-        if onnx_runtime:
-            key = _export_key(identity, exporter, example, graph_inputs, output_names)
-            shared = stack.enter_context(shared_export(key, artifact))
-        started = time.perf_counter()
-        if shared is not None and shared.reused:
-            progress(f"export ({exporter}: the shared export, reused)", 0.3)
-            facts = dict(shared.meta["facts"])
-        else:
-            progress(f"export ({exporter})", 0.3)
-            with silenced_output():
-                facts = export(
-                    reference,
-                    example,
-                    graph_inputs,
-                    output_names,
-                    exporter,
-                    artifact,
-                    device="cpu" if onnx_runtime else target.torch_device,
-                    dtype="float32" if onnx_runtime else TORCH_DTYPES[target.precision],
-                )
-        facts["export_s"] = round(time.perf_counter() - started, 3)
-        export_facts = dict(facts)
-        if target.precision == runtime.quantized:
-            with silenced_output():
-                facts.update(quantize_int8(artifact))
-            facts["export_s"] = round(time.perf_counter() - started, 3)
+        exported = [
+            _export_graph(stack, *graph, exporter=exporter, target=target, identity=identity, progress=progress)
+            for graph in graphs
+        ]
         progress("validate against the reference", 0.7)
         with device_guard(), silenced_output():  # the skill runs on the target's device from here on
             validation = _validate(module, reference, target, exporter, iface, family, example_sizes, check_sizes)
-        if shared is not None:
-            if target.precision != runtime.quantized:  # a quantized skill validated its own graph, not the fp32 one
-                shared.store(export_facts)
-            facts["shared_export"] = shared.manifest_facts()
+        for facts, export_facts, shared in exported:
+            if shared is not None:
+                if target.precision != runtime.quantized:  # a quantized skill validated its own graph, not fp32
+                    shared.store(export_facts)
+                facts["shared_export"] = shared.manifest_facts()
+    facts = exported[0][0]
+    if len(graphs) > 1:
+        encoder_file = graphs[1][-1]
+        facts["encoder"] = {
+            **exported[1][0],
+            "file": encoder_file.name,
+            "bytes": encoder_file.stat().st_size,
+            "sha256": file_sha256(encoder_file),
+        }
+    if graph_inputs is not module.INPUTS:  # the graph takes a cache: the forward's own outputs give the shapes
+        forward = module.make_inputs(example_sizes["batch"], example_sizes.get("seq"), seed=0)
+        with silenced_output():
+            example_outputs = module.run_reference(reference, module.check_inputs(forward))
     validation["outputs"] = _shapes(example_sizes, example_outputs, check_sizes, validation["outputs"])
     return facts, validation
+
+
+def _export_graph(
+    stack: ExitStack,
+    graph: Any,
+    specs: dict[str, Any],
+    example: dict[str, Any],
+    output_names: list[str],
+    artifact: Path,
+    *,
+    exporter: str,
+    target: Target,
+    identity: dict[str, Any],
+    progress: Progress,
+) -> tuple[dict[str, Any], dict[str, Any], Any]:
+    """One graph exported to `artifact` (or taken from the shared export cache, held in `stack` until
+    validated): (its facts, the facts of the fp32 export, the shared export or None)."""
+    runtime = runtime_spec(target.runtime)
+    onnx_runtime = runtime.graph == "onnx"
+    shared = None
+    if onnx_runtime:
+        key = _export_key(identity, exporter, example, specs, output_names)
+        shared = stack.enter_context(shared_export(key, artifact))
+    started = time.perf_counter()
+    if shared is not None and shared.reused:
+        progress(f"export {artifact.name} ({exporter}: the shared export, reused)", 0.3)
+        facts = dict(shared.meta["facts"])
+    else:
+        progress(f"export {artifact.name} ({exporter})", 0.3)
+        with silenced_output():
+            facts = export(
+                graph,
+                example,
+                specs,
+                output_names,
+                exporter,
+                artifact,
+                device="cpu" if onnx_runtime else target.torch_device,
+                dtype="float32" if onnx_runtime else TORCH_DTYPES[target.precision],
+            )
+    facts["export_s"] = round(time.perf_counter() - started, 3)
+    export_facts = dict(facts)
+    if target.precision == runtime.quantized:
+        with silenced_output():
+            facts.update(quantize_int8(artifact))
+        facts["export_s"] = round(time.perf_counter() - started, 3)
+    return facts, export_facts, shared
 
 
 def _graph_example(module: ModuleType, sizes: dict[str, int]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -346,7 +397,7 @@ def _build(
                 )
         except Exception as err:  # any exporter failure: record it, clean up, try the next one
             attempts.append(_Attempt(exporter=exporter, error=f"{type(err).__name__}: {err}"[:2000]))
-            for leftover in staging.glob("model.*"):
+            for leftover in [*staging.glob("model.*"), *staging.glob("encoder.*")]:
                 leftover.unlink()
             continue
         finally:

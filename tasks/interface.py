@@ -237,6 +237,7 @@ def _text(model: ResolvedModel, config: Any, params: set[str]) -> Interface:
         iface.preprocess["decoder_prompt"] = prompt
         iface.seq_meaning = "the number of tokens, for the encoder and the decoder alike"
         if model.task == "text2text-generation":
+            gen["kv_cache"] = _kv_cache(config, params, encoder_decoder=True) or False
             iface.generation = gen
     iface.use_cache = "use_cache" in params
     return iface

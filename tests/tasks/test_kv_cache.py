@@ -20,7 +20,7 @@ from accel.tasks.reference import pristine_module
 from accel.tasks.skill_module import import_skill
 
 RUNTIMES = ["cpu/torch", "cpu/onnxruntime", "cpu/openvino"]
-CACHED = ["llama", "gpt2"]
+CACHED = ["llama", "gpt2", "t5"]
 CASES = [(name, target) for name in CACHED for target in RUNTIMES]
 NEW_TOKENS = 10
 
@@ -36,20 +36,24 @@ def _module(path: Path):
     return import_skill(path / "skill.py", f"_kv_{path.name}")
 
 
-def _left_padded(module, batch: int = 3, seq: int = 9) -> dict[str, np.ndarray]:
-    """`batch` prompts of `seq` tokens, row i shorter by 2 i and padded on the left, as preprocess pads them."""
+def _padded(module, batch: int = 3, seq: int = 9) -> dict[str, np.ndarray]:
+    """`batch` prompts of `seq` tokens, row i shorter by 2 i: padded on the left for a causal decoder (as its
+    preprocess pads them), on the right for an encoder-decoder's encoder."""
     feeds = module.make_inputs(batch, seq, seed=7)
+    left = module.FAMILY == "text-generation"
     for row in range(1, batch):
-        feeds["attention_mask"][row, : 2 * row] = 0
-        feeds["input_ids"][row, : 2 * row] = module.GENERATION["pad_token_id"]
+        where = slice(0, 2 * row) if left else slice(seq - 2 * row, seq)
+        feeds["attention_mask"][row, where] = 0
+        feeds["input_ids"][row, where] = module.GENERATION["pad_token_id"]
     return feeds
 
 
 def _hf_generate(model_dir: Path, feeds: dict[str, np.ndarray], new_tokens: int, **settings) -> np.ndarray:
     import torch
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    causal = "decoder_input_ids" not in feeds
+    model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(model_dir).eval()
     ids = torch.from_numpy(feeds["input_ids"])
     with torch.inference_mode():
         out = model.generate(
@@ -60,17 +64,17 @@ def _hf_generate(model_dir: Path, feeds: dict[str, np.ndarray], new_tokens: int,
             num_beams=1,
             **settings,
         )
-    return out[:, ids.shape[1] :].numpy()
+    return out[:, ids.shape[1] if causal else 1 :].numpy()
 
 
 @pytest.mark.parametrize(("name", "target"), CASES)
-def test_cached_greedy_tokens_equal_transformers_generate_batched_and_left_padded(skills, tiny_models, name, target):
+def test_cached_greedy_tokens_equal_transformers_generate_batched_and_padded(skills, tiny_models, name, target):
     skill = skills(name, target)
     module = _module(skill.path)
     cache = skill.manifest["generation"]["kv_cache"]
-    assert cache["layout"] == "past_key_values inputs/outputs" and not cache["encoder_decoder"]
+    assert cache["layout"] == "past_key_values inputs/outputs" and cache["encoder_decoder"] == (name == "t5")
     assert "no KV cache" not in skill.manifest["generation"]["note"]
-    feeds = _left_padded(module)
+    feeds = _padded(module)
     with module.Skill() as loaded:
         got = loaded.generate(feeds, NEW_TOKENS)
         fixed = loaded.generate(feeds, 6, min_new_tokens=6)
@@ -83,7 +87,7 @@ def test_cached_greedy_tokens_equal_transformers_generate_batched_and_left_padde
 @pytest.mark.parametrize("target", RUNTIMES)
 def test_prefill_then_decode_grow_the_cache_by_one_position_a_step(skills, target):
     module = _module(skills("llama", target).path)
-    feeds = _left_padded(module, batch=2, seq=6)
+    feeds = _padded(module, batch=2, seq=6)
     with module.Skill() as loaded:
         logits, state = loaded.prefill(feeds)
         assert logits.shape == (2, module.INPUTS["input_ids"]["high"])  # (batch, vocab)
@@ -99,17 +103,27 @@ def test_prefill_then_decode_grow_the_cache_by_one_position_a_step(skills, targe
             loaded.decode(np.zeros(3, dtype=np.int64), state)
 
 
-def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(skills):
+@pytest.mark.parametrize("name", CACHED)
+def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(skills, name):
     import onnx
 
-    path = skills("llama", "cpu/onnxruntime").path
+    path = skills(name, "cpu/onnxruntime").path
     module = _module(path)
     graph = onnx.load(str(path / "model.onnx")).graph
-    inputs = [i.name for i in graph.input]
-    assert inputs == ["input_ids", "attention_mask", *module.PAST_NAMES]
-    assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
     consumed = {name for node in graph.node for name in node.input}
     assert set(module.PAST_NAMES) <= consumed
+    assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
+    if name != "t5":
+        assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *module.PAST_NAMES]
+        return
+    # An encoder-decoder: the decoder graph never sees the prompt; the encoder's graph, run once, makes
+    # every layer's cross-attention keys/values.
+    assert [i.name for i in graph.input] == ["attention_mask", "decoder_input_ids", *module.PAST_NAMES]
+    encoder = onnx.load(str(path / "encoder.onnx")).graph
+    assert [i.name for i in encoder.input] == ["input_ids", "attention_mask"]
+    cross = ["present" + n.removeprefix("past_key_values") for n in module.CROSS_NAMES]
+    assert [o.name for o in encoder.output] == ["encoder_last_hidden_state", *cross]
+    assert skills(name, "cpu/onnxruntime").manifest["artifact"]["encoder"]["file"] == "encoder.onnx"
 
 
 def _kv_cache_check(skill_dir: Path) -> object:
