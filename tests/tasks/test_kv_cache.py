@@ -171,8 +171,8 @@ def test_a_skill_that_ignores_its_cache_fails_the_kv_cache_check(skills, tmp_pat
     source = source.replace(old, new)
     # the recomputing variant keeps the prompt in its state
     source = source.replace(
-        'return logits[:, -1, :], {"attention_mask": feeds["attention_mask"], "cache": cache}',
-        'return logits[:, -1, :], {"attention_mask": feeds["attention_mask"], "cache": cache, '
+        'return logits[:, -1, :].copy(), {"attention_mask": feeds["attention_mask"], "cache": cache}',
+        'return logits[:, -1, :].copy(), {"attention_mask": feeds["attention_mask"], "cache": cache, '
         '"prompt": feeds["input_ids"]}',
     )
     (broken / "skill.py").write_text(source)

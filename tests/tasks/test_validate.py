@@ -110,8 +110,8 @@ FAULTS = {
     ),
     "generation_parity": (
         "gpt2",
-        '        return greedy(next_logits, feeds["input_ids"], max_new_tokens, prompt_start)\n',
-        '        return greedy(next_logits, feeds["input_ids"], max(1, max_new_tokens - 2), prompt_start)\n',
+        '        return greedy(next_logits, feeds["input_ids"], max_new_tokens, prompt_start, min_new_tokens)\n',
+        '        return greedy(next_logits, feeds["input_ids"], max(1, max_new_tokens - 2), prompt_start, 0)\n',
         set(),
     ),
 }
@@ -304,8 +304,10 @@ def test_nan_on_parity_inputs_fails_parity(tiny_skill, tmp_path):
 
 
 def test_a_decoder_that_ignores_its_mask_under_left_padding_is_caught(tiny_skill, tmp_path):
-    fault = "        inputs = {**inputs, 'attention_mask': np.ones_like(inputs['attention_mask'])}\n" + CALL
-    broken = plant(tiny_skill("llama", "cpu/onnxruntime").path, tmp_path, CALL, fault)
+    # Every run of the decoder's graph (the forward, prefill and each decode step) without its mask.
+    step = "        out = self._backend.run(feeds)\n"
+    fault = "        out = self._backend.run({**feeds, 'attention_mask': np.ones_like(feeds['attention_mask'])})\n"
+    broken = plant(tiny_skill("llama", "cpu/onnxruntime").path, tmp_path, step, fault)
     report = validate(broken, "comprehensive", record=False)
     ran = statuses(report)
     assert ran["parity"] == "passed" and ran["padding_invariance"] == "failed", report.checks
@@ -316,9 +318,11 @@ def test_a_decoder_that_ignores_its_mask_under_left_padding_is_caught(tiny_skill
 @pytest.fixture(scope="module")
 def scaled_reports(tiny_skill, tmp_path_factory):
     """Every family's tiny skill with all its outputs scaled by 1.001, tested at the basic level."""
-    scale = "        return {k: v * 1.001 for k, v in self._backend.run(check_inputs(inputs)).items()}\n"
+    # Wrapped from outside, so it is the same fault whatever the family's __call__ does inside.
+    main = "\n\ndef main() -> int:"
+    scale = "\n\n_call = Skill.__call__\nSkill.__call__ = lambda s, i: {k: v * 1.001 for k, v in _call(s, i).items()}\n"
     folder = tmp_path_factory.mktemp("scaled")
-    paths = {name: plant(tiny_skill(name, "cpu/onnxruntime").path, folder, CALL, scale) for name in TINY_MODELS}
+    paths = {name: plant(tiny_skill(name, "cpu/onnxruntime").path, folder, main, scale + main) for name in TINY_MODELS}
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(paths, pool.map(lambda p: validate(p, "basic", record=False), paths.values()), strict=True))
 
