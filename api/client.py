@@ -197,8 +197,12 @@ class _Endpoints:
         force: bool = False,
         idempotency_key: str | None = None,
         min_seconds: float | None = None,
+        **bench: Any,
     ) -> OperationResponse:
-        """Start a pipeline of `models` x `targets`; a retry with the same `idempotency_key` gets the same run."""
+        """Start a pipeline of `models` x `targets`; a retry with the same `idempotency_key` gets the same run.
+
+        `bench` takes the request's other benchmark fields (min_iters, rounds, generate_batch_sizes,
+        prompt_tokens, new_tokens); unset ones keep the defaults."""
         body = {
             "models": models,
             "targets": targets,
@@ -207,6 +211,7 @@ class _Endpoints:
             "min_seconds": min_seconds,
             "level": level,
             "force": force,
+            **{name: value for name, value in bench.items() if value is not None},
         }
         return self._start("/api/workflows/pipeline", OperationResponse, body, idempotency_key)
 

@@ -97,7 +97,13 @@ def run_command(
     ] = "comprehensive",
     batch: Annotated[str, typer.Option("--batch", help="The forward scenario's batch sizes.")] = "1,8",
     seq: Annotated[str, typer.Option("--seq", help="The forward scenario's lengths.")] = "128",
-    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Per benchmark point.")] = 2.0,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", min=0, help="Per benchmark round.")] = 2.0,
+    min_iters: Annotated[
+        int | None, typer.Option("--min-iters", min=1, help="Timed calls per round, at least (default 10).")
+    ] = None,
+    rounds: Annotated[
+        int | None, typer.Option("--rounds", min=1, max=20, help="Rounds per point, each a process (default 3).")
+    ] = None,
     generate_batch: Annotated[
         str | None, typer.Option("--generate-batch", help="The generate scenario's batch sizes (default 1,4).")
     ] = None,
@@ -124,14 +130,15 @@ def run_command(
     parsed = [str(t) for t in parse_targets(targets)]  # bad input fails before Prefect starts
     check_level(level)
     bench = {"batches": _ints(batch, "--batch"), "seqs": _ints(seq, "--seq"), "min_seconds": min_seconds}
-    generate = {"generate_batches": _ints(generate_batch, "--generate-batch"), "prompt_tokens": prompt_tokens}
-    generate["new_tokens"] = new_tokens
-    bench.update({k: v for k, v in generate.items() if v is not None})  # unset: the leaderboard's defaults
+    optional = {
+        "min_iters": min_iters,
+        "rounds": rounds,
+        "generate_batches": _ints(generate_batch, "--generate-batch"),
+        "prompt_tokens": prompt_tokens,  # unset generate settings: the leaderboard's defaults
+        "new_tokens": new_tokens,
+    }
+    bench.update({k: v for k, v in optional.items() if v is not None})
     if api is not None:
-        if any(v is not None for v in generate.values()):
-            fail(
-                "--generate-batch, --prompt-tokens and --new-tokens are not sent through --api: run here, or omit them"
-            )
         result = run_through_api(api, models, parsed, level, bench, force, json_output)
         _report(result, json_output)
         return
@@ -231,6 +238,11 @@ def run_through_api(
                 min_seconds=bench["min_seconds"],
                 level=level,
                 force=force,
+                min_iters=bench.get("min_iters"),
+                rounds=bench.get("rounds"),
+                generate_batch_sizes=bench.get("generate_batches"),
+                prompt_tokens=bench.get("prompt_tokens"),
+                new_tokens=bench.get("new_tokens"),
             )
             link = f" ({op.run_url})" if op.run_url else ""
             err_console.print(f"accel API {client.base_url}: pipeline {op.operation_id}{link}: {op.message}")

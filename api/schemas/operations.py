@@ -55,8 +55,17 @@ class _Shapes(_Request):
         None, min_length=1, max_length=16, description="Sequence lengths (default: the skill's)."
     )
     min_seconds: float | None = Field(None, ge=0, le=600, description="Per benchmark round.")
+    min_iters: int | None = Field(None, ge=1, le=10_000, description="Timed calls per round, at least (default 10).")
+    rounds: int | None = Field(None, ge=1, le=20, description="Interleaved rounds per point (default 3).")
+    generate_batch_sizes: list[int] | None = Field(
+        None, min_length=1, max_length=16, description="The generate scenario's batch sizes (default 1 and 4)."
+    )
+    prompt_tokens: int | None = Field(
+        None, ge=1, le=131_072, description="The generate scenario's prompt (default 256, within the model)."
+    )
+    new_tokens: int | None = Field(None, ge=1, le=8192, description="Tokens each generate call decodes (default 64).")
 
-    @field_validator("batch_sizes", "sequence_lengths")
+    @field_validator("batch_sizes", "sequence_lengths", "generate_batch_sizes")
     @classmethod
     def _positive(cls, values: list[int] | None) -> list[int] | None:
         if values is not None and any(v < 1 for v in values):
@@ -70,8 +79,11 @@ class _Shapes(_Request):
             bench["batches"] = self.batch_sizes
         if self.sequence_lengths:
             bench["seqs"] = self.sequence_lengths
-        if self.min_seconds is not None:
-            bench["min_seconds"] = self.min_seconds
+        if self.generate_batch_sizes:
+            bench["generate_batches"] = self.generate_batch_sizes
+        for name in ("min_seconds", "min_iters", "rounds", "prompt_tokens", "new_tokens"):
+            if getattr(self, name) is not None:
+                bench[name] = getattr(self, name)
         return bench
 
 
@@ -121,13 +133,6 @@ class GenerateBatchRequest(_Request):
 class BenchmarkRunRequest(_Shapes):
     model: ModelRef = Field(examples=["sentence-transformers/all-MiniLM-L6-v2"])
     target: TargetName = Field("cpu/torch", examples=["cpu/onnxruntime"])
-    rounds: int | None = Field(None, ge=1, le=20, description="Interleaved rounds per point (default 3).")
-
-    def bench(self) -> dict[str, Any]:
-        bench = super().bench()
-        if self.rounds is not None:
-            bench["rounds"] = self.rounds
-        return bench
 
 
 class NightlyRequest(_Request):
