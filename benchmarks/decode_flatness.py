@@ -54,6 +54,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--iterations", type=int, default=3)
     parser.add_argument("--no-reference", action="store_true", help="leave out transformers' generate")
+    parser.add_argument("--regenerate", action="store_true", help="generate the skills again (accel --force)")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds one engine's worker may take")
     args = parser.parse_args()
     counts = [int(n) for n in args.new_tokens.split(",")]
@@ -73,7 +74,7 @@ def main() -> None:
     engines = [] if args.no_reference else [("transformers", "transformers", folder)]
     for target in [t.strip() for t in args.targets.split(",") if t.strip()]:
         try:
-            skill = accel_json("generate", ref, "--target", target)
+            skill = accel_json("generate", ref, "--target", target, *(["--force"] if args.regenerate else []))
             engines.append((f"accel {target}", "accel", Path(skill["path"])))
         except Exception as error:
             print(f"accel {target}: FAILED to generate: {error}")

@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import sys
 import time
 from dataclasses import dataclass, field
@@ -63,14 +64,14 @@ ENGINES = (
 )
 
 
-def prepare(engine: Engine, model: dict, home: Path, ready: dict) -> tuple[Path, Path, str]:
+def prepare(engine: Engine, model: dict, home: Path, ready: dict, regenerate: bool) -> tuple[Path, Path, str]:
     """(python, model folder, what preparing it took) for `engine`; raises with the reason it cannot run."""
     if engine.form == "hf":
         return Path(sys.executable), Path(model["path"]), "-"
     if engine.form.startswith("skill:"):
         target = engine.form.removeprefix("skill:")
         started = time.perf_counter()
-        skill = accel_json("generate", model["ref"], "--target", target)
+        skill = accel_json("generate", model["ref"], "--target", target, *(["--force"] if regenerate else []))
         took = "reused" if skill.get("reused") else f"generated in {time.perf_counter() - started:.0f} s"
         return Path(sys.executable), Path(skill["path"]), f"skill {took}"
     conversion = CONVERSIONS[engine.form]
@@ -89,6 +90,29 @@ def prepare(engine: Engine, model: dict, home: Path, ready: dict) -> tuple[Path,
         f"({made.seconds:.0f} s to convert, {made.size_mib:.0f} MiB)"
     )
     return venv.python, made.path, what
+
+
+def merge_rounds(rounds: list[dict]) -> dict:
+    """One engine's rounds as one result: medians of the per-round figures, the highest peak RSS."""
+    ok = [r for r in rounds if r["status"] == "ok"]
+    if not ok:
+        return rounds[0]
+    merged = dict(ok[0], rounds=len(ok), load=statistics.fmean(r["load"] for r in ok))
+    if len(ok) < len(rounds):
+        merged["notes"] = [*merged.get("notes", []), f"{len(rounds) - len(ok)} of {len(rounds)} rounds failed"]
+    merged["rows"] = []
+    for index, row in enumerate(ok[0]["rows"]):
+        same = [r["rows"][index] for r in ok]
+        merged["rows"].append(
+            row
+            | {key: round(statistics.median(x[key] for x in same), 3) for key in ("ttft_ms", "e2e_ms", "tpot_ms")}
+            | {
+                "tokens_per_s": round(statistics.median(x["tokens_per_s"] for x in same), 2),
+                "peak_rss_mib": max(x["peak_rss_mib"] for x in same),
+                "tpot_rounds_ms": [x["tpot_ms"] for x in same],
+            }
+        )
+    return merged
 
 
 def compare_tokens(tokens: list[list[int]], reference: list[list[int]] | None) -> str:
@@ -139,6 +163,9 @@ def print_table(results: list[dict], engines: dict[str, Engine]) -> None:
     for result in ok:
         versions = ", ".join(f"{k} {v}" for k, v in result.get("versions", {}).items())
         notes = "; ".join(result.get("notes", []))
+        if result.get("rounds", 1) > 1:
+            spread = ", ".join(f"b{row['batch']} {row['tpot_rounds_ms']}" for row in result["rows"])
+            notes += f"; TPOT ms per round: {spread}"
         print(f"- {result['engine']}: loaded in {result['load_s']:.1f} s; {result['prepared']}; {versions}; {notes}")
 
 
@@ -183,6 +210,8 @@ def main() -> None:
     )
     parser.add_argument("--engines", default=",".join(e.name for e in ENGINES), help="comma-separated subset")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds one engine's worker may take")
+    parser.add_argument("--rounds", type=int, default=1, help="runs of every engine, order alternated; medians")
+    parser.add_argument("--regenerate", action="store_true", help="generate accel's skills again (accel --force)")
     parser.add_argument("--json-out", type=Path, help="also write every result here")
     args = parser.parse_args()
     chosen = [name.strip() for name in args.engines.split(",") if name.strip()]
@@ -191,6 +220,8 @@ def main() -> None:
     if unknown:
         parser.error(f"unknown engines {unknown}; known: {', '.join(by_name)}")
     batches = [int(b) for b in args.batches.split(",")]
+    if args.rounds < 1 or args.iterations < 1:
+        parser.error("--rounds and --iterations take a whole number >= 1")
 
     from accel.settings import get_settings
 
@@ -209,41 +240,51 @@ def main() -> None:
     pad = pad[0] if isinstance(pad, list) else pad
     print(
         f"prompt {args.prompt_tokens} tokens, batches {batches}, {args.new_tokens} new tokens forced, greedy, "
-        f"{args.threads} threads, {args.iterations} timed generations per engine and batch"
+        f"{args.threads} threads, {args.iterations} timed generations per engine and batch, {args.rounds} round(s)"
     )
-    results, ready = [], {}
-    for name in chosen:
-        engine = by_name[name]
+    prepared, ready = {}, {}
+    for name in chosen:  # every engine's venv, model form and skill first, so the rounds below only measure
         print(f"{name}: preparing ...", flush=True)
         try:
-            python, folder, prepared = prepare(engine, model, home, ready)
+            prepared[name] = prepare(by_name[name], model, home, ready, args.regenerate)
         except Exception as error:
-            results.append({"engine": name, "status": "error", "error": f"not prepared: {error}"})
+            prepared[name] = error
             print(f"{name}: FAILED to prepare: {error}", flush=True)
-            continue
-        spec = {
-            "engine": engine.worker,
-            "name": name,
-            "model_dir": str(folder),
-            "threads": args.threads,
-            "prompts": prompts,
-            "new_tokens": args.new_tokens,
-            "iterations": args.iterations,
-            "no_cache_iterations": args.no_cache_iterations,
-            "pad_token_id": pad,
-            **engine.options,
-        }
-        print(f"{name}: measuring ({prepared}; {machine_load()})", flush=True)
-        result = run_worker(python, spec, args.timeout)
-        result |= {"prepared": prepared, "load": os.getloadavg()[0]}
-        results.append(result)
-        if result["status"] == "ok":
-            summary = ", ".join(
-                f"b{r['batch']} TTFT {r['ttft_ms']:.0f} ms TPOT {r['tpot_ms']:.1f} ms" for r in result["rows"]
-            )
-            print(f"{name}: {summary}", flush=True)
+    measured: dict[str, list[dict]] = {name: [] for name in chosen}
+    for number in range(args.rounds):
+        order = chosen if number % 2 == 0 else chosen[::-1]  # alternated, so drift in the machine's load spreads
+        for name in order:
+            if isinstance(prepared[name], Exception):
+                continue
+            python, folder, what = prepared[name]
+            spec = {
+                "engine": by_name[name].worker,
+                "name": name,
+                "model_dir": str(folder),
+                "threads": args.threads,
+                "prompts": prompts,
+                "new_tokens": args.new_tokens,
+                "iterations": args.iterations,
+                "no_cache_iterations": args.no_cache_iterations,
+                "pad_token_id": pad,
+                **by_name[name].options,
+            }
+            print(f"round {number + 1}, {name}: measuring ({machine_load()})", flush=True)
+            result = run_worker(python, spec, args.timeout) | {"prepared": what, "load": os.getloadavg()[0]}
+            measured[name].append(result)
+            if result["status"] == "ok":
+                summary = ", ".join(
+                    f"b{r['batch']} TTFT {r['ttft_ms']:.0f} ms TPOT {r['tpot_ms']:.1f} ms" for r in result["rows"]
+                )
+                print(f"round {number + 1}, {name}: {summary}", flush=True)
+            else:
+                print(f"round {number + 1}, {name}: FAILED: {result['error']}", flush=True)
+    results = []
+    for name in chosen:
+        if isinstance(prepared[name], Exception):
+            results.append({"engine": name, "status": "error", "error": f"not prepared: {prepared[name]}"})
         else:
-            print(f"{name}: FAILED: {result['error']}", flush=True)
+            results.append(merge_rounds(measured[name]))
     print_table(results, by_name)
     print_goals(results, by_name)
     print(machine_load())
