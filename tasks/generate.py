@@ -364,6 +364,7 @@ def _build(
         "task": model.task,
         "template": template.name,
         "template_version": template.version,
+        "template_digest": templates.source_digest(),
         "generator_version": GENERATOR_VERSION,
     }
     on_device = target.runtime == "torch" and target.torch_device != "cpu"

@@ -48,6 +48,7 @@ def skill_id_for(model: ResolvedModel, target: Target, template: templates.Templ
         "target": str(target),
         "template": template.name,
         "template_version": template.version,
+        "template_digest": templates.source_digest(),
         "generator_version": GENERATOR_VERSION,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]

@@ -7,6 +7,7 @@ families compose with.
 
 from __future__ import annotations
 
+import hashlib
 import pprint
 import re
 from dataclasses import dataclass
@@ -67,6 +68,16 @@ def environment() -> jinja2.Environment:
     )
     env.filters["py"] = py_literal
     return env
+
+
+@cache
+def source_digest() -> str:
+    """A hash of every template file: part of each skill's identity, so a template edited without a
+    version bump still gives new skill ids, never a stale skill reused under the old one."""
+    digest = hashlib.sha256()
+    for path in sorted(TEMPLATE_DIR.rglob("*.py.j2")):
+        digest.update(path.relative_to(TEMPLATE_DIR).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 def runtimes() -> tuple[str, ...]:
