@@ -28,6 +28,14 @@ def note(r: ChainResult) -> str:
     return ". ".join(p for p in (flag(r), "" if r.status == "passed" else r.message) if p)
 
 
+def _generated(r: ChainResult, value: float | None, spec: str) -> str:
+    """A generate headline figure (TTFT, TPOT, generated tokens/s) with its noisy marker."""
+    return _fmt(value, spec) + (" (noisy)" if r.generate_noisy and value is not None else "")
+
+
+GENERATE_COLUMNS = ["TTFT ms", "TPOT ms", "gen tokens/s"]
+
+
 def rows(results: list[ChainResult]) -> list[dict[str, str]]:
     return [
         {
@@ -40,6 +48,10 @@ def rows(results: list[ChainResult]) -> list[dict[str, str]]:
             "p50 ms": _fmt(r.p50_ms, ".2f") + (" (noisy)" if r.noisy else ""),
             "tokens/s": _fmt(r.tokens_per_s, ".0f"),
             "MFU": "withheld" if r.mfu_withheld else _fmt(r.mfu, ".2%"),
+            "TTFT ms": _generated(r, r.ttft_ms, ".2f"),
+            "TPOT ms": _generated(r, r.tpot_ms, ".2f"),
+            "gen tokens/s": _generated(r, r.generate_tokens_per_s, ".0f")
+            + (f" (b{r.generate_batch})" if r.generate_batch and r.generate_tokens_per_s else ""),
             "flag": flag(r) or "-",
             "skill": r.skill_id or "-",
             "run": r.run_id,
@@ -51,7 +63,9 @@ def rows(results: list[ChainResult]) -> list[dict[str, str]]:
 
 def markdown(title: str, results: list[ChainResult]) -> str:
     table = rows(results)
-    columns = ["model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU", "flag", "message"]
+    columns = ["model", "target", "status", "checks", "shape", "p50 ms", "tokens/s", "MFU"]
+    columns += GENERATE_COLUMNS if any(r.ttft_ms is not None for r in results) else []  # where one generated
+    columns += ["flag", "message"]
     lines = [
         f"# {title}",
         "",

@@ -85,6 +85,14 @@ def test_the_run_table_the_pipeline_report_and_the_nightly_markdown_show_each_fi
     printed = console.export_text()
     assert "(noisy)" in printed and f"NOISY: {why}" in printed
     assert rows([result])[0]["flag"] == f"NOISY: {why}" and f"NOISY: {why}" in markdown("t", [result])
+    assert "TTFT ms" not in markdown("t", [result]) and rows([result])[0]["TTFT ms"] == "-"  # it did not generate
+    generated = result.model_copy(
+        update={"ttft_ms": 232.4, "tpot_ms": 21.7, "generate_tokens_per_s": 40.0, "generate_batch": 1}
+    )
+    noisy_generated = generated.model_copy(update={"generate_noisy": True})
+    assert (rows([generated])[0]["TPOT ms"], rows([generated])[0]["gen tokens/s"]) == ("21.70", "40 (b1)")
+    assert rows([noisy_generated])[0]["TTFT ms"] == "232.40 (noisy)"
+    assert "| TTFT ms | TPOT ms | gen tokens/s |" in markdown("t", [generated])
     change = Change(verdict="inconclusive", ratio=1.2, reason=f"the new figure is noisy ({why})")
     point = PointComparison(
         model_ref="m", target="cpu/onnxruntime", scenario="forward", batch=1, seq=128, old_p50_ms=25.0,
