@@ -19,6 +19,7 @@ from accel.api.app import create_app
 from accel.api.auth import EXEMPT_PATHS, GRANTS, Principal, scope_of
 from accel.settings import Settings
 from accel.storage.keys import KeyStore
+from tests.prefect_http import prefect_http
 from tests.storage.api_server import DEAD_PREFECT, bearer, issue_key
 
 SMALLER = {"read": "worker", "run": "read", "worker": "run", "admin": "run"}  # a key one scope short
@@ -244,7 +245,7 @@ def test_the_gateways_principal_is_trusted_only_with_its_secret(home, keys):
 
 
 def _prefect_run(prefect_api: str, tags: list[str]) -> str:
-    with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+    with prefect_http(prefect_api) as prefect:
         flow_id = prefect.post("/flows/", json={"name": "pipeline"}).raise_for_status().json()["id"]
         body = {"flow_id": flow_id, "name": f"auth-test-{uuid.uuid4().hex[:8]}", "tags": ["accel", *tags]}
         run_id = prefect.post("/flow_runs/", json=body).raise_for_status().json()["id"]

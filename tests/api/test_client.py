@@ -23,6 +23,7 @@ from accel.api.client import AccelAPIError, AccelClient, AsyncAccelClient
 from accel.api.schemas.operations import OperationResponse, RunList, WorkflowResponse
 from accel.settings import Settings
 from accel.tasks.errors import ServiceUnavailableError
+from tests.prefect_http import prefect_http
 from tests.storage.api_server import issue_key
 
 pytestmark = pytest.mark.timeout(120)
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _prefect_run(prefect_api: str, flow: str = "pipeline", state: str = "RUNNING") -> str:
-    with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+    with prefect_http(prefect_api) as prefect:
         flow_id = prefect.post("/flows/", json={"name": flow}).raise_for_status().json()["id"]
         body = {"flow_id": flow_id, "name": f"client-test-{uuid.uuid4().hex[:8]}", "tags": ["accel", "test"]}
         run_id = prefect.post("/flow_runs/", json=body).raise_for_status().json()["id"]
@@ -42,7 +43,7 @@ def _prefect_run(prefect_api: str, flow: str = "pipeline", state: str = "RUNNING
 
 def _set_state(prefect_api: str, run_id: str, state: str, message: str | None = None) -> None:
     body = {"state": {"type": state, "name": state.title(), "message": message}, "force": True}
-    with httpx.Client(base_url=prefect_api, timeout=10) as prefect:
+    with prefect_http(prefect_api) as prefect:
         answer = prefect.post(f"/flow_runs/{run_id}/set_state", json=body).raise_for_status().json()
     assert answer["status"] == "ACCEPT", answer
 
