@@ -7,18 +7,18 @@ import time
 import uuid
 from datetime import UTC, datetime
 
-import httpx
 import pytest
 
 from accel.api.prefect import PROGRESS_EVENT, PrefectClient
 from accel.tasks.errors import RunConflictError, RunNotFoundError, ServiceUnavailableError
+from tests.prefect_http import async_prefect_http
 
 
 class PrefectRest:
     """Plain REST calls the tests make to set a scene up: flows, runs (deployment-less), states, events."""
 
     def __init__(self, api_url: str):
-        self.http = httpx.AsyncClient(base_url=api_url, timeout=30)
+        self.http = async_prefect_http(api_url)  # retries Prefect's 503s (a locked SQLite) as Prefect's client does
 
     async def call(self, method: str, path: str, json=None):
         response = await self.http.request(method, path, json=json)
