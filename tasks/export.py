@@ -6,6 +6,13 @@ TorchScript-based exporter, or from the dynamo exporter when that one fails; eac
 other does not (../shared/notes/ml-stack-verified.md, sections 4 and 8). Which exporters a runtime tries,
 in which order, is its spec's (hardware/runtimes). The caller validates every artifact against the
 reference and moves on to the next exporter when one falls short.
+
+`dynamo-attention` is the dynamo exporter at opset 23, with each attention one ONNX `Attention` op
+(plus `RotaryEmbedding` and `RMSNormalization`) and grouped-query attention kept grouped: the keys and
+values of a KV cache are not repeated per query head before it (transformers' TRANSFORMERS_SDPA_FORCE_GQA
+while it traces). ONNX Runtime decodes a cached decoder's graph from it about a quarter faster than
+from the TorchScript exporter's (~1000 nodes against ~7700 for SmolLM2); OpenVINO 2026.4 mistranslates
+its grouped `Attention`, so only onnxruntime's spec lists it.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import io
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -21,6 +29,7 @@ from typing import Any
 import numpy as np
 
 ONNX_OPSET = 18
+ATTENTION_OPSET = 23  # the first with the `Attention`, `RotaryEmbedding` and `RMSNormalization` ops
 _SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf caps one file at 2 GB: larger graphs keep weights beside
 
 
@@ -83,6 +92,7 @@ def export(
     tensors = _tensors(example, device, getattr(torch, dtype))
     axes = dynamic_axes(inputs)
     shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}  # torch.export
+    opset = ATTENTION_OPSET if exporter == "dynamo-attention" else ONNX_OPSET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; failures still raise
         try:
@@ -94,37 +104,50 @@ def export(
                 traced = torch.jit.trace(module, example_kwarg_inputs=tensors, strict=False)
                 torch.jit.save(traced, str(path))
                 return {"exporter": exporter, "format": "torchscript"}
+            onnx_options = {"kwargs": tensors, "input_names": list(inputs), "output_names": output_names}
             if exporter == "torchscript":
                 torch.onnx.export(
-                    module,
-                    (),
-                    str(path),
-                    kwargs=tensors,
-                    input_names=list(inputs),
-                    output_names=output_names,
-                    dynamic_axes=axes,
-                    opset_version=ONNX_OPSET,
-                    dynamo=False,
+                    module, (), str(path), **onnx_options, dynamic_axes=axes, opset_version=opset, dynamo=False
                 )
-            elif exporter == "dynamo":
-                program = torch.onnx.export(
-                    module,
-                    (),
-                    kwargs=tensors,
-                    input_names=list(inputs),
-                    output_names=output_names,
-                    dynamic_shapes=shapes,
-                    opset_version=ONNX_OPSET,
-                    dynamo=True,
-                    verbose=False,
-                )
+            elif exporter in ("dynamo", "dynamo-attention"):
+                with _grouped_attention() if exporter == "dynamo-attention" else contextlib.nullcontext():
+                    program = torch.onnx.export(
+                        module,
+                        (),
+                        **onnx_options,
+                        dynamic_shapes=shapes,
+                        opset_version=opset,
+                        dynamo=True,
+                        verbose=False,
+                    )
                 program.save(str(path), external_data=_too_big_for_one_file(module))
             else:
                 raise ValueError(f"unknown exporter {exporter!r}")
         finally:
             module.eval()  # exporters switch modes and restore the caller's; dropout must stay off
     _check_onnx(path)
-    return {"exporter": exporter, "format": "onnx", "opset": ONNX_OPSET}
+    return {"exporter": exporter, "format": "onnx", "opset": opset}
+
+
+_GQA_FLAG = "TRANSFORMERS_SDPA_FORCE_GQA"
+_GQA_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _grouped_attention():
+    """transformers' SDPA attention called with `enable_gqa` (read per call) while the exporter traces, so
+    a grouped-query model's keys and values reach the graph's `Attention` op unrepeated. The result is the
+    same attention; one export at a time sets it, and the caller's own value comes back after."""
+    with _GQA_LOCK:
+        before = os.environ.get(_GQA_FLAG)
+        os.environ[_GQA_FLAG] = "1"
+        try:
+            yield
+        finally:
+            if before is None:
+                os.environ.pop(_GQA_FLAG, None)
+            else:
+                os.environ[_GQA_FLAG] = before
 
 
 def _too_big_for_one_file(module: Any) -> bool:
@@ -139,12 +162,19 @@ def _check_onnx(path: Path) -> None:
 
 def quantize_int8(path: Path) -> dict[str, Any]:
     """Dynamic int8 quantization of the ONNX graph at `path`, in place (weights int8, activations fp32)."""
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.quantization.registry import IntegerOpsRegistry
 
+    # ONNX Runtime's quantizer takes any op named Attention for its own (com.microsoft) one: the standard
+    # opset-23 op (the dynamo-attention exporter's) stays fp32, around its int8 projections.
+    nodes = onnx.load(str(path), load_external_data=False).graph.node
+    standard_attention = any(n.op_type == "Attention" and n.domain in ("", "ai.onnx") for n in nodes)
+    op_types = [op for op in IntegerOpsRegistry if op != "Attention"] if standard_attention else None
     source = path.with_name("model.fp32.onnx")
     path.rename(source)
     try:
-        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(source), str(path), weight_type=QuantType.QInt8, op_types_to_quantize=op_types)
     finally:
         source.unlink(missing_ok=True)
     return {"quantization": "onnxruntime dynamic int8 (weights QInt8, activations quantized per call)"}

@@ -17,7 +17,7 @@ from accel.tasks.errors import UnsupportedTargetError
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"  # 2: onnxruntime exports a cached decoder with `dynamo-attention` first
 
 
 def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:

@@ -57,6 +57,9 @@ SPEC = RuntimeSpec(
     # The TorchScript-based exporter first, the dynamo one when it fails: each covers models the other
     # does not (../shared/notes/ml-stack-verified.md, sections 4 and 8).
     exporters=(("torchscript", "model.onnx"), ("dynamo", "model.onnx")),
+    # A cached decoder's graph with each attention one `Attention` op, grouped-query kept grouped
+    # (tasks/export): its decode step ran about a quarter faster than the TorchScript exporter's.
+    cached_decoder_exporters=(("dynamo-attention", "model.onnx"),),
     graph="onnx",
     detect=detect,
     # The GPU builds install under other distribution names.

@@ -25,6 +25,12 @@ def test_every_runtime_has_one_template_and_exporters():
         assert set(spec.devices) == set(spec.precisions), spec.name
         if spec.quantized:
             assert spec.graph == "onnx"
+        # A cached decoder tries the runtime's own exporters first, then every general one in the same order.
+        assert spec.exporters_for(cached_decoder=False) == spec.exporters
+        assert spec.exporters_for(cached_decoder=True)[-len(spec.exporters) :] == spec.exporters
+    ort, openvino = RUNTIMES_BY_NAME["onnxruntime"], RUNTIMES_BY_NAME["openvino"]
+    assert ort.exporters_for(cached_decoder=True)[0] == ("dynamo-attention", "model.onnx")
+    assert openvino.exporters_for(cached_decoder=True) == openvino.exporters  # it mistranslates grouped Attention
 
 
 def test_detection_covers_every_registered_runtime():

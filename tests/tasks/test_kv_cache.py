@@ -115,6 +115,7 @@ def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(sk
     assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
     if name != "t5":
         assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *module.PAST_NAMES]
+        _assert_one_attention_op_per_layer(graph, skills(name, "cpu/onnxruntime").manifest, module)
         return
     # An encoder-decoder: the decoder graph never sees the prompt; the encoder's graph, run once, makes
     # every layer's cross-attention keys/values.
@@ -124,6 +125,16 @@ def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(sk
     cross = ["present" + n.removeprefix("past_key_values") for n in module.CROSS_NAMES]
     assert [o.name for o in encoder.output] == ["encoder_last_hidden_state", *cross]
     assert skills(name, "cpu/onnxruntime").manifest["artifact"]["encoder"]["file"] == "encoder.onnx"
+
+
+def _assert_one_attention_op_per_layer(graph, manifest: dict, module) -> None:
+    """A cached decoder's ONNX Runtime graph comes from the dynamo-attention exporter: each layer's attention
+    is one opset-23 `Attention` op whose keys and values are that layer's present cache itself, so nothing
+    (no repeat per query head for grouped-query attention, as tiny Llama has) copies the cache before it."""
+    assert (manifest["artifact"]["exporter"], manifest["artifact"]["opset"]) == ("dynamo-attention", 23)
+    attention = [node for node in graph.node if node.op_type == "Attention" and node.domain in ("", "ai.onnx")]
+    presents = [module.PRESENT_NAMES[i : i + 2] for i in range(0, len(module.PRESENT_NAMES), 2)]
+    assert [list(node.input[1:3]) for node in attention] == presents
 
 
 def _kv_cache_check(skill_dir: Path) -> object:
