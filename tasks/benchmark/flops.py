@@ -6,11 +6,16 @@ products are plain matmuls that torch's FlopCounterMode counts (fused SDPA kerne
 runs one forward per (batch, seq) under the counter, smallest first, and reports one JSON line per shape
 as it is counted. A shape too large for this machine kills that process, not the benchmark: the shapes
 counted before it keep their count, the rest stay unknown (never guessed), with the reason.
+
+Counts are kept per skill in `$ACCEL_HOME/cache/flops/<skill_id>.json` (with the basis and torch's
+version, which a count depends on): benchmarking a skill again counts only the shapes it has not
+counted yet, so a reused skill skips the process, and the load of its reference model, entirely.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import json
 import os
 import sys
@@ -41,8 +46,14 @@ def count_flops(
     found: dict[tuple[int, int | None], float | None] = dict.fromkeys(shapes)
     if not shapes:
         return found, BASIS
-    basis = BASIS
-    argv = [str(skill_dir), json.dumps(shapes)]
+    cache_file = _cache_file(Path(skill_dir))
+    cached = _read_cache(cache_file)
+    basis = cached.get("basis", BASIS)
+    found.update({s: cached["counts"][_key(s)] for s in shapes if _key(s) in cached.get("counts", {})})
+    todo = [s for s, v in found.items() if v is None]
+    if not todo:
+        return found, basis
+    argv = [str(skill_dir), json.dumps(todo)]
     with isolated.start("accel.tasks.benchmark.flops:main", argv, REFERENCE_PRELOAD) as process:
         for item in process.events(timeout_s):
             if "basis" in item:
@@ -53,11 +64,63 @@ def count_flops(
             process.kill()
         code = None if process.timed_out else process.wait()
         tail = " / ".join(process.tail(2))
+    counted = {_key(s): found[s] for s in todo if found[s] is not None}
+    if counted and cached.get("basis", basis) == basis:
+        _write_cache(cache_file, {"basis": basis, "counts": {**cached.get("counts", {}), **counted}})
     missing = [s for s, v in found.items() if v is None]
     if missing:
         why = f"timed out after {timeout_s:.0f} s" if code is None else isolated.describe_exit(code)
         basis += f". Not counted for {missing}: the counting process {why}. {tail}".rstrip()
     return found, basis
+
+
+def _key(shape: tuple[int, int | None]) -> str:
+    return f"{shape[0]}x{shape[1]}"
+
+
+def _torch_version() -> str | None:
+    try:
+        return importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cache_file(skill_dir: Path) -> Path | None:
+    """Where this skill's counts are kept, or None for a folder without a readable skill id."""
+    from accel.settings import get_settings
+
+    try:
+        skill_id = json.loads((skill_dir / "manifest.json").read_text())["skill_id"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(skill_id, str) or not skill_id.isalnum():  # a file name, never a path
+        return None
+    return get_settings().cache_dir / "flops" / f"{skill_id}.json"
+
+
+def _read_cache(cache_file: Path | None) -> dict[str, Any]:
+    """The counts kept for this skill by the torch installed now ({} when none, or from another torch)."""
+    if cache_file is None or not cache_file.is_file():
+        return {}
+    try:
+        cached = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(cached, dict) or cached.get("torch") != _torch_version() or cached.get("basis") is None:
+        return {}
+    counts = cached.get("counts")
+    if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in counts.values()):
+        return {}
+    return cached
+
+
+def _write_cache(cache_file: Path | None, entry: dict[str, Any]) -> None:
+    if cache_file is None:
+        return
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"torch": _torch_version(), **entry}, indent=1))
+    os.replace(tmp, cache_file)  # whole or not at all, for a reader in another process
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -261,6 +261,24 @@ def test_flop_count_matches_the_analytic_count_of_a_bert_encoder_attention_inclu
     assert "eager attention" in basis and "2 FLOPs per multiply-add" in basis
 
 
+def test_flop_counts_are_kept_per_skill_and_only_shapes_not_counted_yet_are_counted(tiny_skill):
+    skill = tiny_skill("bert", "cpu/onnxruntime")
+    first, basis = count_flops(skill.path, [(1, 16)])
+    cache = get_settings().cache_dir / "flops" / f"{skill.skill_id}.json"
+    kept = json.loads(cache.read_text())
+    assert kept["counts"] == {"1x16": first[(1, 16)]} and kept["basis"] == basis and kept["torch"]
+    # A count planted in the cache is what the next benchmark of the skill reads: that shape is not
+    # counted again, the new one is, and both are kept.
+    kept["counts"]["1x16"] = 12345.0
+    cache.write_text(json.dumps(kept))
+    again, again_basis = count_flops(skill.path, [(1, 16), (2, 8)])
+    assert again[(1, 16)] == 12345.0 and again[(2, 8)] > 0 and again_basis == basis
+    assert json.loads(cache.read_text())["counts"] == {"1x16": 12345.0, "2x8": again[(2, 8)]}
+    # Counts made by another torch are not trusted: counted again.
+    cache.write_text(json.dumps({**json.loads(cache.read_text()), "torch": "0.0"}))
+    assert count_flops(skill.path, [(1, 16)])[0] == first
+
+
 def test_an_mfu_above_100_percent_is_withheld_and_the_row_flagged(tiny_skill):
     # a peak cached far too low (as a probe taken under load once was): MFU would come out impossible
     key = cache_key("cpu", "float32", 1)
