@@ -10,15 +10,10 @@ product's, not one component's.
 
 from __future__ import annotations
 
-from typing import Literal, get_args
-
 from fastapi import APIRouter
 
+from accel.api.component_names import COMPONENT_NAMES, Component
 from accel.api.routes import benchmark, generator, records, results, test
-from accel.tasks.errors import RequestError
-
-Component = Literal["test", "generator", "benchmark", "results"]
-COMPONENT_NAMES: tuple[Component, ...] = get_args(Component)
 
 COMPONENTS: dict[Component, tuple[APIRouter, ...]] = {
     "test": (test.router,),
@@ -37,10 +32,3 @@ def component_prefixes(component: Component) -> tuple[str, ...]:
 def owns(prefix: str, path: str) -> bool:
     """Whether `path` lies under `prefix` (`/api/results` owns `/api/results/summary`, not `/api/resultsx`)."""
     return path == prefix or path.startswith(prefix + "/")
-
-
-def check_component(name: str) -> Component:
-    """`name` as a component; a request error naming the accepted ones otherwise."""
-    if name not in COMPONENTS:
-        raise RequestError(f"unknown component {name!r}: accepted {', '.join(COMPONENT_NAMES)}")
-    return name  # type: ignore[return-value]

@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 
-from accel.api.components import COMPONENT_NAMES, check_component
+from accel.api.component_names import COMPONENT_NAMES, check_component
 from accel.cli.output import err_console
 from accel.cli.services import _port_free, _reachable
 from accel.settings import describe_invalid, get_settings
