@@ -12,7 +12,7 @@ reference and moves on to the next exporter when one falls short.
 values of a KV cache are not repeated per query head before it (transformers' TRANSFORMERS_SDPA_FORCE_GQA
 while it traces). ONNX Runtime decodes a cached decoder's graph from it about a quarter faster than
 from the TorchScript exporter's (~1000 nodes against ~7700 for SmolLM2); OpenVINO 2026.4 mistranslates
-its grouped `Attention`, so only onnxruntime's spec lists it.
+its grouped `Attention`, so only onnxruntime's spec lists it (for the CPU).
 """
 
 from __future__ import annotations

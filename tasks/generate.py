@@ -370,7 +370,8 @@ def _build(
     on_device = target.runtime == "torch" and target.torch_device != "cpu"
     whole_guard, validation_guard = (device_guard, _no_guard) if on_device else (_no_guard, device_guard)
     cache = (iface.generation or {}).get("kv_cache") or {}
-    exporters = runtime_spec(target.runtime).exporters_for(cached_decoder=bool(cache) and not cache["encoder_decoder"])
+    cached_decoder = bool(cache) and not cache["encoder_decoder"]
+    exporters = runtime_spec(target.runtime).exporters_for(target.hardware, cached_decoder)
     for number, (exporter, artifact_name) in enumerate(exporters):
         progress("render skill.py", 0.1)
         source = templates.render(template, render_context(model, target, template, iface, artifact_name))

@@ -43,16 +43,18 @@ class RuntimeSpec:
     template_constants: Callable[[str], dict[str, str]] = field(default=lambda precision: {})
     # The precision whose artifact is made by quantizing the fp32 graph (tasks/export.quantize_int8), if any.
     quantized: str | None = None
-    # Exporters tried before `exporters` for a decoder-only graph with a KV cache (one that decodes a
-    # token per call, where the graph's own overhead per step is what a user waits for).
-    cached_decoder_exporters: tuple[tuple[str, str], ...] = ()
+    # hardware -> exporters tried before `exporters` for a decoder-only graph with a KV cache (one that
+    # decodes a token per call, where the graph's own overhead per step is what a user waits for).
+    cached_decoder_exporters: dict[str, tuple[tuple[str, str], ...]] = field(default_factory=dict)
 
     def supports(self, hardware: str) -> bool:
         return hardware in self.precisions
 
-    def exporters_for(self, cached_decoder: bool) -> tuple[tuple[str, str], ...]:
-        """The exporters to try, in order, for a graph that is (or is not) a decoder with a KV cache."""
-        return (*self.cached_decoder_exporters, *self.exporters) if cached_decoder else self.exporters
+    def exporters_for(self, hardware: str, cached_decoder: bool) -> tuple[tuple[str, str], ...]:
+        """The exporters to try, in order, on `hardware` for a graph that is (or is not) a decoder with a
+        KV cache."""
+        first = self.cached_decoder_exporters.get(hardware, ()) if cached_decoder else ()
+        return (*first, *self.exporters)
 
 
 def import_failure(name: str, err: BaseException) -> str:
