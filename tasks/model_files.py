@@ -98,7 +98,8 @@ def _file_digest(file: Path) -> str:
     return digest.hexdigest()
 
 
-def _load_cache(cache_file: Path | None) -> dict[str, str]:
+def load_json_cache(cache_file: Path | None) -> dict[str, Any]:
+    """A JSON cache file's dict ({} when absent, unreadable or not a dict)."""
     if cache_file is None:
         return {}
     try:
@@ -108,7 +109,8 @@ def _load_cache(cache_file: Path | None) -> dict[str, str]:
     return loaded if isinstance(loaded, dict) else {}
 
 
-def _save_cache(cache_file: Path, cache: dict[str, str]) -> None:
+def save_json_cache(cache_file: Path, cache: dict[str, Any]) -> None:
+    """Write a JSON cache file whole (best effort: a cache that cannot be written is only not kept)."""
     # Written beside and renamed over, so a concurrent reader sees the old or the new file, never half.
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".hashes-")
@@ -134,7 +136,7 @@ def content_hash(path: Path, patterns: list[str], cache_file: Path | None = None
             if f.is_file() and not any(part.startswith(".") for part in f.relative_to(path).parts)
         }
     )
-    cache = _load_cache(cache_file)
+    cache = load_json_cache(cache_file)
     changed = False
     combined = hashlib.sha256()
     for file in files:
@@ -145,5 +147,5 @@ def content_hash(path: Path, patterns: list[str], cache_file: Path | None = None
             changed = True
         combined.update(f"{file.relative_to(path).as_posix()}\0{cache[key]}\n".encode())
     if changed and cache_file is not None:
-        _save_cache(cache_file, cache)
+        save_json_cache(cache_file, cache)
     return combined.hexdigest()[:16]

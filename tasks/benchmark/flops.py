@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from accel.tasks import isolated
+from accel.tasks.model_files import load_json_cache, save_json_cache
 from accel.tasks.reference import REFERENCE_PRELOAD
 
 BASIS = (
@@ -65,8 +66,9 @@ def count_flops(
         code = None if process.timed_out else process.wait()
         tail = " / ".join(process.tail(2))
     counted = {_key(s): found[s] for s in todo if found[s] is not None}
-    if counted and cached.get("basis", basis) == basis:
-        _write_cache(cache_file, {"basis": basis, "counts": {**cached.get("counts", {}), **counted}})
+    if counted and cached.get("basis", basis) == basis and cache_file is not None:
+        counts = {**cached.get("counts", {}), **counted}
+        save_json_cache(cache_file, {"torch": _torch_version(), "basis": basis, "counts": counts})
     missing = [s for s, v in found.items() if v is None]
     if missing:
         why = f"timed out after {timeout_s:.0f} s" if code is None else isolated.describe_exit(code)
@@ -88,10 +90,11 @@ def _torch_version() -> str | None:
 def _cache_file(skill_dir: Path) -> Path | None:
     """Where this skill's counts are kept, or None for a folder without a readable skill id."""
     from accel.settings import get_settings
+    from accel.tasks.manifest import read_manifest
 
     try:
-        skill_id = json.loads((skill_dir / "manifest.json").read_text())["skill_id"]
-    except (OSError, ValueError, KeyError, TypeError):
+        skill_id = read_manifest(skill_dir)["skill_id"]
+    except Exception:  # no manifest, or not a valid one: nothing is cached for it
         return None
     if not isinstance(skill_id, str) or not skill_id.isalnum():  # a file name, never a path
         return None
@@ -100,27 +103,13 @@ def _cache_file(skill_dir: Path) -> Path | None:
 
 def _read_cache(cache_file: Path | None) -> dict[str, Any]:
     """The counts kept for this skill by the torch installed now ({} when none, or from another torch)."""
-    if cache_file is None or not cache_file.is_file():
-        return {}
-    try:
-        cached = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(cached, dict) or cached.get("torch") != _torch_version() or cached.get("basis") is None:
+    cached = load_json_cache(cache_file) if cache_file is not None and cache_file.is_file() else {}
+    if cached.get("torch") != _torch_version() or cached.get("basis") is None:
         return {}
     counts = cached.get("counts")
     if not isinstance(counts, dict) or not all(isinstance(v, (int, float)) and v >= 0 for v in counts.values()):
         return {}
     return cached
-
-
-def _write_cache(cache_file: Path | None, entry: dict[str, Any]) -> None:
-    if cache_file is None:
-        return
-    cache_file.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"torch": _torch_version(), **entry}, indent=1))
-    os.replace(tmp, cache_file)  # whole or not at all, for a reader in another process
 
 
 def main(argv: list[str] | None = None) -> int:
