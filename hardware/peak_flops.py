@@ -3,7 +3,8 @@
 Model FLOPs utilisation (MFU) divides what a model achieves by this figure, so a wrong one makes every
 MFU on the install wrong. It is measured, not taken from a spec sheet: the best of many large square
 matrix products of every runtime's GEMM (torch; on CPU fp32 also ONNX Runtime's and OpenVINO's,
-which beat torch's on some CPUs), in a process of its own (`python -m accel.hardware.peak_flops`),
+which beat torch's on some CPUs), in a process of its own (`python -m accel.hardware.peak_flops`, or a
+fork of a warm server that has imported them),
 with the spread of the products and the CPU share other processes used meanwhile stored beside it. Only a quiet probe
 (others under `max_foreign_share` of the cores) is cached; a contended one is used for that run only,
 marked so, and the next run probes again. The theoretical peak (hardware/cpu.py) is recorded beside it.
@@ -106,7 +107,8 @@ def best_of(rates: dict[str, list[float]]) -> dict:
     }
 
 
-def _probe(device: str, dtype: str, threads: int | None, seconds: float) -> dict:
+def probe_here(device: str, dtype: str, threads: int | None, seconds: float) -> dict:
+    """The GEMM probe in this process (meant for a process of its own: `probe_in_process`, or a warm fork)."""
     n = _SIZES.get(device, 2048)
     gemms = _gemms(device, dtype, threads)
     for product in gemms.values():
@@ -192,11 +194,14 @@ def peak_flops(
     cache_file: Path | None = None,
     seconds: float = 1.0,
     max_foreign_share: float = DEFAULT_MAX_FOREIGN_SHARE,
+    run_probe: Callable[..., dict] = probe_in_process,
 ) -> PeakProbe:
     """Peak FLOP/s on this machine: the cached quiet probe, else a fresh probe (cached only if quiet).
 
     Call it while holding the device (tasks/device_lock.device_slot): another benchmark running
-    beside the probe is exactly the contention that makes it worthless.
+    beside the probe is exactly the contention that makes it worthless. `run_probe(device=, dtype=,
+    threads=, seconds=)` runs `probe_here` in a process of its own: a fresh interpreter by default, a
+    warm fork from the benchmark stage (tasks/benchmark/stage), which saves importing every runtime.
     """
     theoretical = theoretical_peak_flops(dtype, threads) if device == "cpu" else None
     extra = {"theoretical_flops": theoretical[0], "theoretical_basis": theoretical[1]} if theoretical else {}
@@ -204,7 +209,7 @@ def peak_flops(
     cached = read_cache(cache_file).get(key)
     if cached is not None:
         return PeakProbe.model_validate({**cached, **extra, "cached": True})
-    found = probe_in_process(device, dtype, threads, seconds)
+    found = run_probe(device=device, dtype=dtype, threads=threads, seconds=seconds)
     foreign = (found["foreign_share"] or 0.0) + (found["steal_share"] or 0.0)
     found["quiet"] = foreign <= max_foreign_share and not found.get("foreign_device_pids")
     if found["quiet"] and cache_file is not None:
@@ -219,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("threads", type=int)
     parser.add_argument("seconds", type=float)
     args = parser.parse_args(argv)
-    print(json.dumps(_probe(args.device, args.dtype, args.threads or None, args.seconds)))
+    print(json.dumps(probe_here(args.device, args.dtype, args.threads or None, args.seconds)))
     return 0
 
 

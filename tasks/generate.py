@@ -8,6 +8,7 @@ failure leaves nothing half-written behind.
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
 import sys
@@ -487,15 +488,27 @@ def _clear_stale_staging(out_dir: Path) -> None:
             shutil.rmtree(stale, ignore_errors=True)
 
 
-def _publish(staging: Path, final: Path) -> None:
-    """Move the finished skill into place in one rename; a forced regeneration replaces the old one."""
+def _publish(staging: Path, final: Path, *, replace: bool) -> bool:
+    """Move the finished skill into place in one rename; a forced regeneration (`replace`) retires the old one.
+
+    False when another process published the same skill while this one made it: the same inputs give the
+    same bytes, so the first one stays (replacing it would pull the folder from under whoever reads it).
+    """
     if final.exists():
+        if not replace:
+            return False
         retired = final.with_name(f".retired-{final.name}-{uuid.uuid4().hex[:8]}")
         final.rename(retired)
         staging.rename(final)
         shutil.rmtree(retired, ignore_errors=True)
-    else:
+        return True
+    try:
         staging.rename(final)
+    except OSError as err:  # published by another process since the check above
+        if err.errno not in (errno.ENOTEMPTY, errno.EEXIST) or replace:
+            raise
+        return False
+    return True
 
 
 def generate(
@@ -550,11 +563,15 @@ def generate(
         manifest["seconds"] = round(time.perf_counter() - started, 3)
         (staging / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
         progress("publish", 0.95)
-        _publish(staging, final)
+        published = _publish(staging, final, replace=force)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     progress("done", 1.0)
-    return GeneratedSkill(skill_id=skill_id, path=final, reused=False, manifest=manifest, seconds=manifest["seconds"])
+    if not published:
+        manifest = json.loads((final / "manifest.json").read_text())
+    return GeneratedSkill(
+        skill_id=skill_id, path=final, reused=not published, manifest=manifest, seconds=manifest["seconds"]
+    )
 
 
 class TemplateEntry(BaseModel):

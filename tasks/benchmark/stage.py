@@ -6,7 +6,7 @@ warmup, then timed calls until a minimum count AND a minimum duration are met, c
 Between-process variation is what verdicts must see (storage/stats.compare_rounds), and interleaving
 spreads a slow minute of the machine over every point instead of one. Requests that cannot be measured
 are refused before any work (config.check_request). Inside the device slot: FLOP counting (isolated),
-the peak FLOP/s probe, the memory bandwidth probe where a point generates, then the rounds. A point that
+the peak FLOP/s probe (a warm fork), the memory bandwidth probe where a point generates, then the rounds. A point that
 crashes, runs out of memory or hangs becomes a row with that status and its message, and the other points
 go on. Rows are recorded as each round lands, and a stage that dies closes its run row as failed, with
 the reason.
@@ -29,10 +29,18 @@ from accel.tasks.benchmark.flops import count_flops
 from accel.tasks.benchmark.process import spawn_point
 from accel.tasks.benchmark.rows import build_row
 from accel.tasks.device_lock import device_slot
+from accel.tasks.isolated.call import call
 from accel.tasks.manifest import read_manifest
+from accel.tasks.reference import REFERENCE_PRELOAD
 from accel.tasks.stage_run import open_stage_run
 
 Progress = Callable[[str, float], None]
+
+
+def _peak_probe_forked(**probe: object) -> dict:
+    """The GEMM probe in a child of the warm server that has imported every runtime (the one the checks
+    and FLOP counting fork from): about 1 s of products, not 3.4 s of a fresh interpreter's imports too."""
+    return call("accel.hardware.peak_flops:probe_here", REFERENCE_PRELOAD, **probe)
 
 
 def _probe_peak(target: dict, threads: int, config: BenchConfig) -> tuple[PeakProbe | None, str | None]:
@@ -44,6 +52,7 @@ def _probe_peak(target: dict, threads: int, config: BenchConfig) -> tuple[PeakPr
             threads,
             get_settings().cache_dir / "peak-flops.json",
             max_foreign_share=config.max_foreign_share,
+            run_probe=_peak_probe_forked,
         )
     except Exception as err:  # no torch for this device here: MFU stays unknown, never guessed
         return None, f"{type(err).__name__}: {err}"[:500]

@@ -197,6 +197,7 @@ def _witnessed_share(before: dict[int, float], after: dict[int, float], wall: fl
     return used / (wall * CORES)
 
 
+@pytest.mark.alone  # its quiet half needs no other test beside it
 def test_a_busy_loop_beside_a_benchmark_flags_its_points_noisy_and_a_quiet_run_does_not(tiny_skill, busy_loops):
     skill = tiny_skill("bert", "cpu/onnxruntime").path
     config = BenchConfig(batches=[1], seqs=[16], threads=1, warmup=1, min_iters=5, min_seconds=0.6, rounds=1)
@@ -224,6 +225,7 @@ def test_a_busy_loop_beside_a_benchmark_flags_its_points_noisy_and_a_quiet_run_d
     assert calm[0].foreign_cpu_share <= config.max_foreign_share and calm[0].noise_reason is None
 
 
+@pytest.mark.alone  # its quiet half needs no other test beside it
 def test_a_contended_peak_probe_is_not_cached_and_a_quiet_one_is(busy_loops, tmp_path):
     cache = tmp_path / "peak-flops.json"
     contended = peak_flops("cpu", "float32", CORES, cache, seconds=0.5)

@@ -275,11 +275,12 @@ def test_generating_in_parallel_threads_leaves_later_model_loads_whole(tiny_mode
 
     def make(name):
         try:
-            generate(str(tiny_models[name]), "cpu/onnxruntime", out_dir=tmp_path / "skills", force=True)
+            # OpenVINO: its exports are the quickest (the bug was in loading, the same for every runtime)
+            generate(str(tiny_models[name]), "cpu/openvino", out_dir=tmp_path / "skills", force=True)
         except Exception as err:
             errors.append(err)
 
-    threads = [threading.Thread(target=make, args=(name,)) for name in ("gpt2", "t5", "whisper")]
+    threads = [threading.Thread(target=make, args=(name,)) for name in ("gpt2", "t5", "vit")]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -287,3 +288,18 @@ def test_generating_in_parallel_threads_leaves_later_model_loads_whole(tiny_mode
     assert errors == []
     model = transformers.GPT2LMHeadModel.from_pretrained(tiny_models["gpt2"])
     assert all(p.device.type == "cpu" for p in model.parameters())
+
+
+def test_two_processes_generating_one_skill_at_once_both_get_it_whole(tiny_models, tmp_path):
+    """The second to finish keeps the first one's folder (same inputs, same bytes) instead of pulling it from
+    under whoever already reads it; neither fails, and no staging folder is left behind."""
+    from accel.tasks.generate_stage import generate_isolated
+
+    out = tmp_path / "skills"
+    ref = str(tiny_models["bert"])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        first, second = pool.map(lambda _: generate_isolated(ref, "cpu/openvino", out_dir=str(out)), range(2))
+    assert first.skill_id == second.skill_id and first.path == second.path
+    assert sorted([first.reused, second.reused]) == [False, True]
+    assert [p.name for p in out.iterdir()] == [first.skill_id]
+    assert json.loads((first.path / "manifest.json").read_text())["skill_id"] == first.skill_id

@@ -20,7 +20,9 @@ from accel.tasks.validate import validate
 from tests.tiny_models import with_generation_config
 
 NEW_TOKENS = 6
-TARGET = "cpu/onnxruntime"
+# The greedy loop (templates/parts/greedy.py.j2) is the same for every runtime: OpenVINO's skills generate
+# the quickest (the tiny decoders' ONNX Runtime exports take dynamo-attention's ~5 s each).
+TARGET = "cpu/openvino"
 
 
 def prompts(skill_module, causal: bool) -> dict[str, np.ndarray]:
@@ -46,17 +48,23 @@ def hf_generate(model_dir: Path, feeds: dict[str, np.ndarray], causal: bool) -> 
     return out[:, ids.shape[1] if causal else 1 :].numpy()
 
 
-def _plain_tokens(model_dir: Path, causal: bool, tmp: Path) -> np.ndarray:
-    skill = generate(str(model_dir), TARGET, out_dir=tmp)
+def _plain_tokens(tiny_skill, tiny_models, name: str, causal: bool) -> np.ndarray:
+    skill = tiny_skill(name, TARGET)  # the session's skill of the original model
     module = import_skill(skill.path / "skill.py", f"_plain_{skill.skill_id}")
-    return hf_generate(model_dir, prompts(module, causal), causal)
+    return hf_generate(tiny_models[name], prompts(module, causal), causal)
 
 
 @pytest.fixture(scope="module")
-def variants(tiny_models, tmp_path_factory) -> dict[str, tuple[Path, Path, bool]]:
+def variant_skills(tmp_path_factory) -> Path:
+    """Where this module's tests generate the variants' skills: each is generated once, then reused."""
+    return tmp_path_factory.mktemp("variant-skills")
+
+
+@pytest.fixture(scope="module")
+def variants(tiny_skill, tiny_models, tmp_path_factory) -> dict[str, tuple[Path, Path, bool]]:
     """name -> (variant model dir, original model dir, causal), each variant's settings chosen to matter."""
     root = tmp_path_factory.mktemp("generation-variants")
-    plain = _plain_tokens(tiny_models["gpt2"], True, root / "skills")
+    plain = _plain_tokens(tiny_skill, tiny_models, "gpt2", True)
     first, common = int(plain[0, 0]), int(np.bincount(plain.ravel()).argmax())
     settings = {
         "gpt2-forced-eos": ("gpt2", True, {"forced_eos_token_id": 7}),
@@ -79,9 +87,9 @@ def variants(tiny_models, tmp_path_factory) -> dict[str, tuple[Path, Path, bool]
 
 
 @pytest.mark.parametrize("name", ["gpt2-forced-eos", "gpt2-no-repeat-and-penalty", "gpt2-suppressed", "t5-bart-like"])
-def test_greedy_generation_follows_the_generation_config(variants, name, tmp_path):
+def test_greedy_generation_follows_the_generation_config(variants, name, variant_skills):
     variant, original, causal = variants[name]
-    skill = generate(str(variant), TARGET, out_dir=tmp_path)  # its own validation compares tokens too
+    skill = generate(str(variant), TARGET, out_dir=variant_skills)  # its own validation compares tokens too
     module = import_skill(skill.path / "skill.py", f"_variant_{skill.skill_id}")
     feeds = prompts(module, causal)
     want = hf_generate(variant, feeds, causal)
@@ -93,8 +101,9 @@ def test_greedy_generation_follows_the_generation_config(variants, name, tmp_pat
         assert (got[:, -1] == 7).all()
 
 
-def test_generation_parity_passes_with_the_settings(variants, tmp_path):
-    skills = [generate(str(variants[n][0]), TARGET, out_dir=tmp_path).path for n in ("gpt2-forced-eos", "t5-bart-like")]
+def test_generation_parity_passes_with_the_settings(variants, variant_skills):
+    names = ("gpt2-forced-eos", "t5-bart-like")
+    skills = [generate(str(variants[name][0]), TARGET, out_dir=variant_skills).path for name in names]
     with ThreadPoolExecutor(max_workers=2) as pool:
         reports = list(pool.map(lambda path: validate(path, "comprehensive", record=False), skills))
     for report in reports:
@@ -109,9 +118,9 @@ def test_a_setting_greedy_decoding_does_not_implement_is_refused(tiny_models, tm
         generate(str(variant), TARGET, out_dir=tmp_path / "skills")
 
 
-def test_whisper_follows_its_suppressed_tokens(tiny_models, tmp_path):
+def test_whisper_follows_its_suppressed_tokens(tiny_skill, tiny_models, tmp_path):
     """Real Whisper checkpoints suppress tokens (and others at the start): the speech template follows them."""
-    plain_skill = generate(str(tiny_models["whisper"]), TARGET, out_dir=tmp_path / "skills")
+    plain_skill = tiny_skill("whisper", TARGET)
     module = import_skill(plain_skill.path / "skill.py", f"_plain_{plain_skill.skill_id}")
     features = module.make_inputs(2, None, seed=3)
     with module.Skill() as loaded:

@@ -99,7 +99,8 @@ def test_a_dead_server_is_replaced_and_an_import_time_variable_gets_a_server_of_
     assert code == 0 and events
     second = isolated.fork_server(PRELOAD)
     assert second is not first and second.alive()
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # libraries read such variables as they are imported
+    # libraries read such variables as they are imported: another value, another server
+    monkeypatch.setenv("OMP_NUM_THREADS", str(int(os.environ.get("OMP_NUM_THREADS", "1")) + 1))
     assert isolated.fork_server(PRELOAD) is not second
 
 
