@@ -98,8 +98,10 @@ def main() -> None:
     model = str(build_tiny_models(work / "models", ["bert"])["bert"])
     port = free_port()
     api = f"http://127.0.0.1:{port}/api"
+    from accel.cli.services import with_scripts_on_path
+
     env = {
-        **os.environ,
+        **with_scripts_on_path(dict(os.environ)),  # the worker finds accel-flow-run, as accel up's do
         "PREFECT_HOME": str(work / "prefect"),
         "PREFECT_API_URL": api,
         "ACCEL_HOME": str(work / "home"),

@@ -135,10 +135,17 @@ def worker_command_line(pool: str, name: str | None = None) -> list[str]:
     return [_executable("prefect"), "worker", "start", "--pool", pool, "--type", "process", "--name", name]
 
 
+def with_scripts_on_path(env: dict[str, str]) -> dict[str, str]:
+    """`env` with this interpreter's scripts folder first on PATH: where a worker finds `accel-flow-run`,
+    the command prefect.yaml's deployments run for each flow run (flows/warm_engine)."""
+    scripts = str(Path(sys.executable).parent)
+    return {**env, "PATH": os.pathsep.join([scripts, *(p for p in env.get("PATH", "").split(os.pathsep) if p)])}
+
+
 def _service_env(api_url: str) -> dict[str, str]:
     settings = get_settings()
     env = {
-        **os.environ,
+        **with_scripts_on_path(dict(os.environ)),
         "PREFECT_API_URL": api_url,
         "PREFECT_HOME": str(settings.prefect_home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -19,6 +19,7 @@ import atexit
 import contextlib
 import fcntl
 import hashlib
+import importlib.util
 import json
 import os
 import select
@@ -35,8 +36,11 @@ from typing import Any
 
 # Ours (ACCEL_*, PREFECT_*) and pytest's variables are read at run time, not as libraries are imported.
 # PYTHONPATH too, here: a Prefect worker gives each flow run a folder of its own on it, and a child
-# puts its caller's entries in front of the server's sys.path (server.py).
+# puts its caller's entries in front of the server's sys.path (server.py). A server that imports Prefect
+# (flows/warm_engine) reads Prefect's settings as it imports it: only its per-run variables (PREFECT__*,
+# the flow run's id, its control channel) stay out of that server's key.
 _RUN_TIME_ENV = ("ACCEL_", "PREFECT_", "PYTEST_", "PYTHONPATH")
+_RUN_TIME_ENV_WITH_PREFECT = ("ACCEL_", "PREFECT__", "PYTEST_", "PYTHONPATH")
 START_TIMEOUT_S = 600.0  # a server's imports, on a slow, busy machine
 SHARED_IDLE_EXIT_S = 900.0
 PID = struct.Struct("q")
@@ -186,23 +190,27 @@ class ForkServer:
                 self.process.wait()
 
 
-def import_env(env: dict[str, str]) -> tuple[tuple[str, str], ...]:
-    return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(_RUN_TIME_ENV)))
+def import_env(env: dict[str, str], preload: tuple[str, ...] = ()) -> tuple[tuple[str, str], ...]:
+    """The variables a server with `preload` reads as it imports: a caller whose values differ needs another."""
+    imports_prefect = any(name == "prefect" or name.startswith("prefect.") for name in preload)
+    run_time = _RUN_TIME_ENV_WITH_PREFECT if imports_prefect else _RUN_TIME_ENV
+    return tuple(sorted((k, v) for k, v in env.items() if not k.startswith(run_time)))
 
 
 def _code_version() -> str:
-    """The newest modification time of the accel modules a server preloads (tasks, and the hardware and
-    storage they import): a shared server must not outlive an edit of them."""
-    import accel.hardware
-    import accel.storage
-    import accel.tasks
-
-    folders = [Path(folder) for package in (accel.tasks, accel.hardware, accel.storage) for folder in package.__path__]
+    """The newest modification time of the accel modules a server preloads (tasks, flows, and the hardware
+    and storage they import): a shared server must not outlive an edit of them. Found without importing
+    them (flows/warm_engine's launcher stays light)."""
+    folders = [
+        Path(folder)
+        for package in ("accel.tasks", "accel.flows", "accel.hardware", "accel.storage")
+        for folder in (importlib.util.find_spec(package).submodule_search_locations or [])
+    ]
     return str(max((f.stat().st_mtime_ns for folder in folders for f in folder.rglob("*.py")), default=0))
 
 
 def shared_socket_path(preload: tuple[str, ...], env: dict[str, str]) -> Path:
-    key = json.dumps([sys.executable, preload, import_env(env), _code_version()])
+    key = json.dumps([sys.executable, preload, import_env(env, preload), _code_version()])
     digest = hashlib.sha256(key.encode()).hexdigest()[:24]
     return Path(tempfile.gettempdir()) / f"accel-fork-{os.getuid()}" / f"{digest}.sock"
 
@@ -271,7 +279,7 @@ def fork_server(preload: Iterable[str], env: dict[str, str] | None = None, *, fr
     env = {**os.environ, **ENV} if env is None else env
     preload = tuple(preload)
     shared = shared_enabled()
-    key = (preload, import_env(env), shared)
+    key = (preload, import_env(env, preload), shared)
     with _servers_lock:
         server = _servers.get(key)
         if fresh or server is None or not server.alive():

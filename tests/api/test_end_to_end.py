@@ -17,6 +17,7 @@ import psutil
 from websockets.sync.client import connect
 
 from accel.hardware import HARDWARE
+from tests.fork_servers import fork_servers_of
 
 
 def _free_port() -> int:
@@ -134,9 +135,14 @@ def test_a_pipeline_posted_to_accel_up_is_followed_live_and_read_back(tmp_path, 
         # the worker wrote through the API: one results file (the API's), nothing waiting in an outbox
         assert sorted(p.name for p in home.rglob("*.duckdb")) == ["results.duckdb"]
         assert not any(p.stat().st_size for p in (home / "outbox").glob("*")) if (home / "outbox").exists() else True
+        # the worker's flow runs started warm: forked by the engine's server that its first flow run started
+        engines = [p for p in fork_servers_of(home) if "prefect.engine" in p.info["cmdline"]]
+        assert len(engines) == 1, [p.info["cmdline"] for p in engines]
     finally:
         up.send_signal(15)
         code = up.wait(timeout=60)
+        for server in fork_servers_of(home):  # shared ones outlive accel up (until idle): not this test's
+            server.kill()
     assert code == 0
     time.sleep(0.5)
     left = [p.pid for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]

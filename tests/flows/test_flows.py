@@ -11,6 +11,7 @@ import yaml
 
 from accel.settings import get_settings
 from accel.storage import ResultsStore
+from tests.fork_servers import fork_servers_of
 
 QUICK = {
     "batches": [1],
@@ -151,17 +152,19 @@ def _clear_pool(pool: str) -> None:
 def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
     prefect_api, tiny_models, shared_skills, tmp_path
 ):
+    from accel.cli.services import deploy, ensure_pools, with_scripts_on_path, worker_command_line
     from accel.flows.pipeline import pipeline, remote_pools
 
     env = {
-        **os.environ,
+        **with_scripts_on_path(dict(os.environ)),  # the worker finds accel-flow-run, as accel up's do
         "PREFECT_API_URL": prefect_api,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "ACCEL_HOME": str(get_settings().home),
         "ACCEL_SKILLS": str(shared_skills),
+        # as accel up's and accel worker's workers: each flow run forked warm (flows/warm_engine), so the kill
+        # below takes a forked engine and its launcher must stand in for it, Crashed as Prefect sees it
+        "ACCEL_SHARED_FORK_SERVERS": "1",
     }
-    from accel.cli.services import deploy, ensure_pools, worker_command_line
-
     ensure_pools(prefect_api, ["accel-cpu"])
     deploy(ROOT, env, ["chain/cpu"], timeout_s=180)  # raises with prefect's own output when it fails
     _clear_pool("accel-cpu")  # only this test's runs for its worker (the shared server may hold others')
@@ -187,6 +190,8 @@ def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_i
             pickup_timeout_s=60,
         )
         watcher.join(timeout=1)
+        engines = [s for s in fork_servers_of(get_settings().home) if "prefect.engine" in s.info["cmdline"]]
+        assert len(engines) == 1  # both attempts forked warm (the first one started the engine's server)
     finally:
         os.killpg(worker.pid, 9)
         worker.wait()
@@ -195,6 +200,8 @@ def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_i
 
         with get_client(sync_client=True) as client:  # later tests run chains here, not on a dead worker
             client.delete_work_pool("accel-cpu")
+        for server in fork_servers_of(get_settings().home):  # shared: they would outlive the test until idle
+            server.kill()
     worker_log = (tmp_path / "worker.log").read_text()
     [chain] = result.results
     assert chain.status == "passed", chain.message
