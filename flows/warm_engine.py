@@ -46,6 +46,7 @@ FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def run_engine(argv: list[str]) -> int:
     """In the forked child: Prefect's own `python -m prefect.engine ARGS`, its __main__ run as it is."""
     import runpy
+    import warnings
 
     import prefect.context
 
@@ -53,6 +54,8 @@ def run_engine(argv: list[str]) -> int:
     os.close(int(argv[cut + 1]))  # nothing to report but the exit status, which the server sends
     prefect.context.refresh_global_settings_context()  # this flow run's environment, not the server's
     sys.argv = ["prefect.engine", *argv[:cut]]
+    # runpy warns that the module it runs as __main__ was imported already: here that is the point
+    warnings.filterwarnings("ignore", message="'prefect.engine' found in sys.modules", category=RuntimeWarning)
     runpy.run_module("prefect.engine", run_name="__main__", alter_sys=True)
     return 0
 

@@ -5,8 +5,11 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
+import pytest
 import yaml
 
 from accel.settings import get_settings
@@ -149,26 +152,30 @@ def _clear_pool(pool: str) -> None:
             client.delete_flow_run(run.id)
 
 
-def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
-    prefect_api, tiny_models, shared_skills, tmp_path
-):
-    from accel.cli.services import deploy, ensure_pools, with_scripts_on_path, worker_command_line
-    from accel.flows.pipeline import pipeline, remote_pools
+@pytest.fixture(scope="module")
+def cpu_worker(prefect_api, skills_dir, tmp_path_factory) -> Iterator[Path]:
+    """A real process worker on `accel-cpu` with the chain deployment, as accel up starts it; its ACCEL_HOME
+    (a test reads that home's results and device lock with `on_worker_home`). Its log is home/worker.log."""
+    from prefect.client.orchestration import get_client
 
+    from accel.cli.services import deploy, ensure_pools, with_scripts_on_path, worker_command_line
+    from accel.flows.pipeline import remote_pools
+
+    home = tmp_path_factory.mktemp("worker-home")
     env = {
         **with_scripts_on_path(dict(os.environ)),  # the worker finds accel-flow-run, as accel up's do
         "PREFECT_API_URL": prefect_api,
         "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "ACCEL_HOME": str(get_settings().home),
-        "ACCEL_SKILLS": str(shared_skills),
-        # as accel up's and accel worker's workers: each flow run forked warm (flows/warm_engine), so the kill
-        # below takes a forked engine and its launcher must stand in for it, Crashed as Prefect sees it
+        "ACCEL_HOME": str(home),
+        "ACCEL_SKILLS": str(skills_dir),
+        # as accel up's and accel worker's workers: each flow run forked warm (flows/warm_engine), so what the
+        # tests do to a flow run's process (kill it, cancel it) reaches a forked engine through its launcher
         "ACCEL_SHARED_FORK_SERVERS": "1",
     }
     ensure_pools(prefect_api, ["accel-cpu"])
     deploy(ROOT, env, ["chain/cpu"], timeout_s=180)  # raises with prefect's own output when it fails
-    _clear_pool("accel-cpu")  # only this test's runs for its worker (the shared server may hold others')
-    log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115
+    _clear_pool("accel-cpu")  # only these tests' runs for its worker (the shared server may hold others')
+    log = open(home / "worker.log", "wb")  # noqa: SIM115
     worker = subprocess.Popen(
         worker_command_line("accel-cpu", "test-worker"),
         env=env,
@@ -180,29 +187,41 @@ def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_i
         deadline = time.monotonic() + 60
         while "cpu" not in remote_pools() and time.monotonic() < deadline:
             time.sleep(1)
-        assert "cpu" in remote_pools(), (tmp_path / "worker.log").read_text()[-2000:]
-        watcher, killed = kill_the_first_benchmark("cpu", timeout_s=240)
-        result = pipeline(
-            models=[str(tiny_models["bert"])],
-            targets=["cpu/onnxruntime"],
-            level="basic",
-            bench=QUICK,
-            pickup_timeout_s=60,
-        )
-        watcher.join(timeout=1)
-        engines = [s for s in fork_servers_of(get_settings().home) if "prefect.engine" in s.info["cmdline"]]
-        assert len(engines) == 1  # both attempts forked warm (the first one started the engine's server)
+        assert "cpu" in remote_pools(), (home / "worker.log").read_text()[-2000:]
+        yield home
     finally:
         os.killpg(worker.pid, 9)
         worker.wait()
         log.close()
-        from prefect.client.orchestration import get_client
-
         with get_client(sync_client=True) as client:  # later tests run chains here, not on a dead worker
             client.delete_work_pool("accel-cpu")
-        for server in fork_servers_of(get_settings().home):  # shared: they would outlive the test until idle
+        for server in fork_servers_of(home):  # shared: they would outlive the tests until idle
             server.kill()
-    worker_log = (tmp_path / "worker.log").read_text()
+
+
+def on_worker_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACCEL_HOME", str(home))
+    get_settings.cache_clear()
+
+
+def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
+    cpu_worker, tiny_models, monkeypatch
+):
+    from accel.flows.pipeline import pipeline
+
+    on_worker_home(cpu_worker, monkeypatch)
+    watcher, killed = kill_the_first_benchmark("cpu", timeout_s=240)
+    result = pipeline(
+        models=[str(tiny_models["bert"])],
+        targets=["cpu/onnxruntime"],
+        level="basic",
+        bench=QUICK,
+        pickup_timeout_s=60,
+    )
+    watcher.join(timeout=1)
+    engines = [s for s in fork_servers_of(cpu_worker) if "prefect.engine" in s.info["cmdline"]]
+    assert len(engines) == 1  # both attempts forked warm (the first one started the engine's server)
+    worker_log = (cpu_worker / "worker.log").read_text()
     [chain] = result.results
     assert chain.status == "passed", chain.message
     assert chain.run_id in worker_log  # the worker ran the retry, not this process
@@ -215,6 +234,37 @@ def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_i
     assert crashed.status == "crashed" and "Crashed" in crashed.message, crashed
     # The kernel freed the file lock at once, and the dead holder's Prefect slot did not hold the retry up.
     assert row.details["waited_for_device_s"] < 15, row.details
+
+
+def test_a_chain_cancelled_mid_benchmark_on_a_real_worker_ends_cancelled_and_its_process_with_it(
+    cpu_worker, tiny_models, monkeypatch
+):
+    """Prefect cancels through the worker: a SIGTERM to the flow run's process (the warm launcher), which
+    goes on to the forked engine; the run ends Cancelled and no process of it is left."""
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+    from prefect.states import Cancelling
+
+    from accel.tasks.device_lock import holder
+
+    on_worker_home(cpu_worker, monkeypatch)
+    long = {**QUICK, "min_seconds": 120.0}
+    params = {"model": str(tiny_models["bert"]), "target": "cpu/onnxruntime", "level": "basic", "bench": long}
+    flow_run = run_deployment("chain/cpu", parameters=params, timeout=0)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and ((who := holder("cpu")) or {}).get("flow_run_id") != str(flow_run.id):
+        time.sleep(0.1)
+    assert who and who.get("flow_run_id") == str(flow_run.id), who  # benchmarking, in the forked engine
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run.id, Cancelling())
+        while time.monotonic() < deadline and not (state := client.read_flow_run(flow_run.id).state).is_final():
+            time.sleep(0.2)
+    assert state.is_cancelled(), (state, (cpu_worker / "worker.log").read_text()[-2000:])
+    end = time.monotonic() + 10
+    while time.monotonic() < end and psutil.pid_exists(who["pid"]):
+        time.sleep(0.1)
+    assert not psutil.pid_exists(who["pid"]) or psutil.Process(who["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert holder("cpu") is None  # the device is free for the next benchmark
 
 
 def test_nightly_finds_a_planted_regression_and_says_so(prefect_api, tiny_models, tmp_path, monkeypatch):
