@@ -152,7 +152,7 @@ def _clear_pool(pool: str) -> None:
             client.delete_flow_run(run.id)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="class")
 def cpu_worker(prefect_api, skills_dir, tmp_path_factory) -> Iterator[Path]:
     """A real process worker on `accel-cpu` with the chain deployment, as accel up starts it; its ACCEL_HOME
     (a test reads that home's results and device lock with `on_worker_home`). Its log is home/worker.log."""
@@ -204,67 +204,69 @@ def on_worker_home(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     get_settings.cache_clear()
 
 
-def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
-    cpu_worker, tiny_models, monkeypatch
-):
-    from accel.flows.pipeline import pipeline
+class TestChainsOnARealWorker:
+    """Flow runs of the chain deployment on a real process worker (the class's own: its pool is gone after)."""
 
-    on_worker_home(cpu_worker, monkeypatch)
-    watcher, killed = kill_the_first_benchmark("cpu", timeout_s=240)
-    result = pipeline(
-        models=[str(tiny_models["bert"])],
-        targets=["cpu/onnxruntime"],
-        level="basic",
-        bench=QUICK,
-        pickup_timeout_s=60,
-    )
-    watcher.join(timeout=1)
-    engines = [s for s in fork_servers_of(cpu_worker) if "prefect.engine" in s.info["cmdline"]]
-    assert len(engines) == 1  # both attempts forked warm (the first one started the engine's server)
-    worker_log = (cpu_worker / "worker.log").read_text()
-    [chain] = result.results
-    assert chain.status == "passed", chain.message
-    assert chain.run_id in worker_log  # the worker ran the retry, not this process
-    assert results().get_run(chain.run_id).parent_run_id == result.run_id
-    [row] = results().measurements(run_id=chain.run_id)
-    assert row.status == "ok"
-    # The first attempt was killed while it held the device: its row says so, with Prefect's word for it.
-    assert killed.get("flow_run_id") and killed["flow_run_id"] != chain.run_id, killed
-    crashed = results().get_run(killed["flow_run_id"])
-    assert crashed.status == "crashed" and "Crashed" in crashed.message, crashed
-    # The kernel freed the file lock at once, and the dead holder's Prefect slot did not hold the retry up.
-    assert row.details["waited_for_device_s"] < 15, row.details
+    def test_a_chain_on_a_real_worker_killed_mid_benchmark_is_recorded_crashed_and_its_retry_gets_the_device(
+        self, cpu_worker, tiny_models, monkeypatch
+    ):
+        from accel.flows.pipeline import pipeline
 
+        on_worker_home(cpu_worker, monkeypatch)
+        watcher, killed = kill_the_first_benchmark("cpu", timeout_s=240)
+        result = pipeline(
+            models=[str(tiny_models["bert"])],
+            targets=["cpu/onnxruntime"],
+            level="basic",
+            bench=QUICK,
+            pickup_timeout_s=60,
+        )
+        watcher.join(timeout=1)
+        engines = [s for s in fork_servers_of(cpu_worker) if "prefect.engine" in s.info["cmdline"]]
+        assert len(engines) == 1  # both attempts forked warm (the first one started the engine's server)
+        worker_log = (cpu_worker / "worker.log").read_text()
+        [chain] = result.results
+        assert chain.status == "passed", chain.message
+        assert chain.run_id in worker_log  # the worker ran the retry, not this process
+        assert results().get_run(chain.run_id).parent_run_id == result.run_id
+        [row] = results().measurements(run_id=chain.run_id)
+        assert row.status == "ok"
+        # The first attempt was killed while it held the device: its row says so, with Prefect's word for it.
+        assert killed.get("flow_run_id") and killed["flow_run_id"] != chain.run_id, killed
+        crashed = results().get_run(killed["flow_run_id"])
+        assert crashed.status == "crashed" and "Crashed" in crashed.message, crashed
+        # The kernel freed the file lock at once, and the dead holder's Prefect slot did not hold the retry up.
+        assert row.details["waited_for_device_s"] < 15, row.details
 
-def test_a_chain_cancelled_mid_benchmark_on_a_real_worker_ends_cancelled_and_its_process_with_it(
-    cpu_worker, tiny_models, monkeypatch
-):
-    """Prefect cancels through the worker: a SIGTERM to the flow run's process (the warm launcher), which
-    goes on to the forked engine; the run ends Cancelled and no process of it is left."""
-    from prefect.client.orchestration import get_client
-    from prefect.deployments import run_deployment
-    from prefect.states import Cancelling
+    def test_a_chain_cancelled_mid_benchmark_on_a_real_worker_ends_cancelled_and_its_process_with_it(
+        self, cpu_worker, tiny_models, monkeypatch
+    ):
+        """Prefect cancels through the worker: a SIGTERM to the flow run's process (the warm launcher), which
+        goes on to the forked engine; the run ends Cancelled and no process of it is left."""
+        from prefect.client.orchestration import get_client
+        from prefect.deployments import run_deployment
+        from prefect.states import Cancelling
 
-    from accel.tasks.device_lock import holder
+        from accel.tasks.device_lock import holder
 
-    on_worker_home(cpu_worker, monkeypatch)
-    long = {**QUICK, "min_seconds": 120.0}
-    params = {"model": str(tiny_models["bert"]), "target": "cpu/onnxruntime", "level": "basic", "bench": long}
-    flow_run = run_deployment("chain/cpu", parameters=params, timeout=0)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and ((who := holder("cpu")) or {}).get("flow_run_id") != str(flow_run.id):
-        time.sleep(0.1)
-    assert who and who.get("flow_run_id") == str(flow_run.id), who  # benchmarking, in the forked engine
-    with get_client(sync_client=True) as client:
-        client.set_flow_run_state(flow_run.id, Cancelling())
-        while time.monotonic() < deadline and not (state := client.read_flow_run(flow_run.id).state).is_final():
-            time.sleep(0.2)
-    assert state.is_cancelled(), (state, (cpu_worker / "worker.log").read_text()[-2000:])
-    end = time.monotonic() + 10
-    while time.monotonic() < end and psutil.pid_exists(who["pid"]):
-        time.sleep(0.1)
-    assert not psutil.pid_exists(who["pid"]) or psutil.Process(who["pid"]).status() == psutil.STATUS_ZOMBIE
-    assert holder("cpu") is None  # the device is free for the next benchmark
+        on_worker_home(cpu_worker, monkeypatch)
+        long = {**QUICK, "min_seconds": 120.0}
+        params = {"model": str(tiny_models["bert"]), "target": "cpu/onnxruntime", "level": "basic", "bench": long}
+        flow_run = run_deployment("chain/cpu", parameters=params, timeout=0)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ((who := holder("cpu")) or {}).get("flow_run_id") != str(flow_run.id):
+            time.sleep(0.1)
+        assert who and who.get("flow_run_id") == str(flow_run.id), who  # benchmarking, in the forked engine
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(flow_run.id, Cancelling())
+            while time.monotonic() < deadline and not (state := client.read_flow_run(flow_run.id).state).is_final():
+                time.sleep(0.2)
+        assert state.is_cancelled(), (state, (cpu_worker / "worker.log").read_text()[-2000:])
+        end = time.monotonic() + 10
+        while time.monotonic() < end and psutil.pid_exists(who["pid"]):
+            time.sleep(0.1)
+        assert not psutil.pid_exists(who["pid"]) or psutil.Process(who["pid"]).status() == psutil.STATUS_ZOMBIE
+        assert holder("cpu") is None  # the device is free for the next benchmark
 
 
 def test_nightly_finds_a_planted_regression_and_says_so(prefect_api, tiny_models, tmp_path, monkeypatch):
