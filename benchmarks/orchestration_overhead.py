@@ -5,9 +5,11 @@ B: the `pipeline` flow, in-process, against a running Prefect server (server sta
 Alternated A B A B; overhead = B - A (goal <= 3 s). Then C: trigger to Completed of the `chain/cpu`
 deployment with a warm process worker; overhead = that wall time minus the benchmark's own timed
 seconds (minimum seconds x rounds x points; goal <= 4 s), split by Prefect's own timestamps: the
-worker's pick-up, the flow-run process start, each task, and what follows the last.
+worker's pick-up, the flow-run process start, each task, and what follows the last. D: `accel run` of
+the same chain as a user runs it (the command, embedded: its local Prefect server kept, the skill reused,
+3 rounds of 0.2 s timed), one warm-up then --accel-runs more; overhead = wall minus 0.6 s (goal <= 3 s).
 
-    .venv/bin/python benchmarks/orchestration_overhead.py [--rounds 2]
+    .venv/bin/python benchmarks/orchestration_overhead.py [--rounds 2] [--deployments 2] [--accel-runs 3]
 """
 
 from __future__ import annotations
@@ -85,11 +87,28 @@ def split(flow_run_id) -> list[tuple[str, float]]:
     return steps
 
 
+def accel_run(model: str, home: Path, runs: int) -> None:
+    """D: the `accel run` command, embedded (its own local Prefect server, kept across the runs)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env["ACCEL_HOME"] = str(home)
+    command = [str(Path(sys.executable).with_name("accel")), "run", model, "--targets", "cpu/onnxruntime"]
+    command += ["--level", "basic", "--batch", "1", "--seq", "8", "--min-seconds", "0.2", "--rounds", "3"]
+    timed = 0.2 * 3
+    for attempt in range(runs + 1):  # the first starts the local Prefect server and the fork servers
+        start = time.perf_counter()
+        done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        total = time.perf_counter() - start
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        label = "warm-up" if attempt == 0 else f"run {attempt}"
+        print(f"accel run {label}: {total:.2f} s, overhead {total - timed:.2f} s (timed benchmark seconds {timed:.1f})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--deployments", type=int, default=2, help="deployment runs after the warm-up")
     parser.add_argument("--skip-direct", action="store_true", help="only the deployment part")
+    parser.add_argument("--accel-runs", type=int, default=3, help="accel run (embedded) after its warm-up")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from tests.tiny_models import build_tiny_models
@@ -137,11 +156,12 @@ def main() -> None:
 
         ensure_pools(api, ["accel-cpu"])
         deploy(ROOT, env, ["chain/cpu"])
+        worker_log = open(work / "worker.log", "wb")  # noqa: SIM115 (closed with the worker, below)
         worker = subprocess.Popen(
             worker_command_line("accel-cpu"),
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=worker_log,
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         from prefect.deployments import run_deployment
@@ -159,6 +179,9 @@ def main() -> None:
             )
             for step, seconds in split(flow_run.id):
                 print(f"    {step:<58} {seconds:6.2f} s")
+        cold = (work / "worker.log").read_text(errors="replace").count("starting it cold")
+        print(f"flow runs the worker started cold (no warm engine): {cold}")
+        accel_run(model, work / "accel-run-home", args.accel_runs)
         print(machine_load())
     finally:
         for process in (worker, server):

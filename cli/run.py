@@ -10,7 +10,6 @@ and prints the same table from the rows the API returns.
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
 from typing import Annotated, Any
 
 import httpx
@@ -25,6 +24,8 @@ from accel.settings import get_settings
 from accel.tasks.levels import LEVEL_NAMES, check_level
 
 LOCAL_PREFECT = "http://127.0.0.1:4200/api"
+# The pipeline reports progress as it goes; a step that says nothing for this long (a day) is taken as hung.
+PIPELINE_QUIET_S = 24 * 3600.0
 
 
 def prefect_api() -> str | None:
@@ -142,45 +143,45 @@ def run_command(
         result = run_through_api(api, models, parsed, level, bench, force, json_output)
         _report(result, json_output)
         return
+    from accel.flows.results import PipelineResult
+    from accel.flows.warm_engine import ENGINE_PRELOAD
     from accel.hardware import Target
     from accel.tasks.benchmark.process import point_preload
     from accel.tasks.isolated import prewarm
+    from accel.tasks.isolated.call import call
     from accel.tasks.reference import REFERENCE_PRELOAD
-
-    # The fork servers of generation, checks and points import while this process starts Prefect.
-    for preload in (REFERENCE_PRELOAD, *sorted({point_preload(Target.parse(t).runtime) for t in parsed})):
-        prewarm(preload)
     from accel.tasks.resolve_stage import resolve_isolated
 
+    # The fork servers of generation, checks and points import while this process resolves.
+    for preload in (REFERENCE_PRELOAD, *sorted({point_preload(Target.parse(t).runtime) for t in parsed})):
+        prewarm(preload)
     for ref in models:  # a ref that names nothing is bad input, refused before any run starts
         resolve_isolated(ref, progress=lambda step, fraction: err_console.print(step))
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    from accel.flows.pipeline import pipeline
-    from accel.tasks.progress import add_listener, remove_listener
-
     api = prefect_api()
     if api is None and local_prefect.enabled():
         api = local_prefect.local_prefect_api(get_settings())
         err_console.print(f"Prefect: {api} (kept for the next run; it stops after 15 idle minutes)")
     else:
         err_console.print(f"Prefect: {api or 'a temporary server, for this run only'}")
+    prefect_env = {"PREFECT_API_URL": api} if api else {}  # what the pipeline's process (and its server) use
     with progress_bar(json_output, bar=False) as progress:
         task = progress.add_task("starting", total=None)
-        current = {"chain": ""}
-
-        def show(payload: dict[str, Any]) -> None:
-            if payload.get("model") and payload.get("target"):
-                current["chain"] = f"{payload['model']} on {payload['target']}"
-            progress.update(task, description=f"{current['chain']}: {payload['stage']} {payload['step']}")
-
-        add_listener(show)
-        try:
-            with temporary_settings(updates={PREFECT_API_URL: api}) if api else nullcontext():
-                result = pipeline(models=models, targets=parsed, level=level, bench=bench, force=force, trigger="cli")
-        finally:
-            remove_listener(show)
-    _report(result, json_output)
+        # The pipeline runs in a process forked warm from the server that has imported Prefect and the
+        # flows (flows/warm_engine), not here: this command imports neither. Ctrl-C interrupts it there.
+        answer = call(
+            "accel.flows.pipeline:pipeline_reporting",
+            ENGINE_PRELOAD,
+            timeout_s=PIPELINE_QUIET_S,
+            progress=lambda line, _fraction: progress.update(task, description=line),
+            extra_env=prefect_env,
+            models=models,
+            targets=parsed,
+            level=level,
+            bench=bench,
+            force=force,
+            trigger="cli",
+        )
+    _report(PipelineResult.model_validate(answer), json_output)
 
 
 def _report(result: Any, json_output: bool) -> None:

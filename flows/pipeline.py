@@ -15,13 +15,16 @@ import os
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from accel.flows.chain import chain
 from accel.flows.report import publish
@@ -30,7 +33,8 @@ from accel.flows.runs import reconcile_runs, record_final_state, recorded_run, s
 from accel.hardware import Target, parse_targets
 from accel.tasks.device_lock import holder
 from accel.tasks.generate_stage import generate_isolated
-from accel.tasks.progress import stage_progress
+from accel.tasks.isolated import interrupted, raise_if_interrupted
+from accel.tasks.progress import add_listener, remove_listener, stage_progress
 from accel.tasks.resolve_stage import resolve_isolated
 
 CHAIN_DEPLOYMENT = "chain/{hardware}"
@@ -75,12 +79,15 @@ def _await_remote(hardware: str, params: dict[str, Any], pickup_timeout_s: float
     None when no worker picked the run up within `pickup_timeout_s` (a worker that went away without
     saying so still looks online for a while): the run is cancelled and the caller runs it here.
     """
-    from prefect.states import Cancelled
+    from prefect.states import Cancelled, Cancelling
 
     flow_run = run_deployment(CHAIN_DEPLOYMENT.format(hardware=hardware), parameters=params, timeout=0)
     deadline = time.monotonic() + pickup_timeout_s
     with get_client(sync_client=True) as client:
         while True:
+            if interrupted():  # Ctrl-C on `accel run`: the run it started on a worker ends too
+                client.set_flow_run_state(flow_run.id, Cancelling(message="its pipeline was interrupted"))
+                raise_if_interrupted()
             state = client.read_flow_run(flow_run.id).state
             if state is not None and state.is_final():
                 return state
@@ -107,7 +114,8 @@ def _run_chain(
             logger.warning("no accel-%s worker took %s on %s: running it here", target.hardware, model, target)
             remote.discard(target.hardware)  # and the rest of this hardware's chains too
     if state is None:
-        state = chain(**params, return_state=True)
+        with without_heartbeats():  # it runs in this flow's process, whose heartbeats stand for it
+            state = chain(**params, return_state=True)
         _close_row(state, logger)
     # The chain's outcome is what it recorded, wherever it ran: read back from the results store.
     run_id = state.state_details.flow_run_id
@@ -117,6 +125,20 @@ def _run_chain(
         except KeyError:  # no row: the chain never started (or died before its first write)
             pass
     return _failed(model, str(target), f"the chain ended {state.name}: {state.message}")
+
+
+@contextmanager
+def without_heartbeats() -> Iterator[None]:
+    """Flow runs started here send no heartbeats of their own.
+
+    Prefect's flow runs send a heartbeat event every 180 s (its default) so that an automation can mark a
+    run whose process died Crashed; a sync flow's end then waits for its heartbeat thread's current
+    one-second sleep (0.45 s on average: a tiny chain's subflow and `accel run`'s pipeline each took that
+    long to return after they finished). A chain run in its pipeline's process needs none of its own: the
+    pipeline's cover that process. Nor does `accel run`'s pipeline: the command waits on it, and says how
+    its process ended. A flow run a worker starts keeps Prefect's heartbeats."""
+    with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
 
 
 def _close_row(state: Any, logger: Any) -> None:
@@ -267,3 +289,25 @@ def pipeline(
         if failed:
             run.fail("; ".join(failed)[:2000])
         return PipelineResult(run_id=run.run_id, status="failed" if failed else "passed", results=results)
+
+
+def pipeline_reporting(progress: Callable[[str, float], None], **params: Any) -> dict[str, Any]:
+    """`pipeline(**params)` for a caller in another process (`accel run`, through tasks/isolated's `call`,
+    forked from flows/warm_engine's server): each progress event reaches it as one line, "MODEL on TARGET:
+    STAGE STEP", and the result as JSON."""
+    current = {"chain": ""}
+    lock = threading.Lock()  # chains of different hardware report from threads of their own
+
+    def relay(payload: dict[str, Any]) -> None:
+        with lock:
+            if payload.get("model") and payload.get("target"):
+                current["chain"] = f"{payload['model']} on {payload['target']}"
+            line = f"{current['chain']}: {payload['stage']} {payload['step']}".lstrip(": ")
+            progress(line, float(payload.get("progress") or 0.0))
+
+    add_listener(relay)
+    try:
+        with without_heartbeats():  # its caller waits on it, and says how it ended
+            return pipeline(**params).model_dump(mode="json")
+    finally:
+        remove_listener(relay)

@@ -23,15 +23,27 @@ What isolation keeps:
 for comparison (benchmarks/warm_processes.py) and where fork is not safe.
 """
 
-from accel.tasks.isolated.process import Isolated, describe_exit, peak_rss_of, start, warm_enabled
+from accel.tasks.isolated.process import (
+    Isolated,
+    describe_exit,
+    interrupt_all,
+    interrupted,
+    peak_rss_of,
+    raise_if_interrupted,
+    start,
+    warm_enabled,
+)
 from accel.tasks.isolated.servers import fork_server, prewarm, stop_servers
 
 __all__ = [
     "Isolated",
     "describe_exit",
     "fork_server",
+    "interrupt_all",
+    "interrupted",
     "peak_rss_of",
     "prewarm",
+    "raise_if_interrupted",
     "start",
     "stop_servers",
     "warm_enabled",

@@ -14,11 +14,12 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from accel.tasks.isolated.process import describe_exit, start
+from accel.tasks.isolated.process import describe_exit, interrupt_all, start
 
 CALL_TIMEOUT_S = 600.0
 
@@ -40,20 +41,26 @@ def call(
     timeout_s: float = CALL_TIMEOUT_S,
     progress: Callable[[str, float], None] | None = None,
     failure: type[Exception] = RuntimeError,
+    extra_env: dict[str, str] | None = None,
     **kwargs: Any,
 ) -> Any:
-    """What `entry` ("package.module:function") returned for `kwargs`, computed in an isolated process.
+    """What `entry` ("package.module:function") returned for `kwargs`, computed in an isolated process
+    (with this process's environment and `extra_env` over it).
 
     `timeout_s` bounds the wait for each report (the answer, or a progress report)."""
     argv = [entry, json.dumps(kwargs), *(["--progress"] if progress else [])]
-    with start("accel.tasks.isolated.call:main", argv, preload) as process:
-        for event in process.events(timeout_s):
-            if event["event"] == "progress" and progress:
-                progress(event["step"], event["fraction"])
-            elif event["event"] == "done":
-                return event["result"]
-            elif event["event"] == "error":
-                raise raised_again(event["kind"], event["message"], failure)
+    with start("accel.tasks.isolated.call:main", argv, preload, extra_env) as process:
+        try:
+            for event in process.events(timeout_s):
+                if event["event"] == "progress" and progress:
+                    progress(event["step"], event["fraction"])
+                elif event["event"] == "done":
+                    return event["result"]
+                elif event["event"] == "error":
+                    raise raised_again(event["kind"], event["message"], failure)
+        except KeyboardInterrupt:  # Ctrl-C here interrupts the work there too, and lets it end cleanly
+            process.interrupt()
+            raise
         if process.timed_out:
             process.kill()
             ended = f"made no progress for {timeout_s:g} s and was killed"
@@ -61,6 +68,11 @@ def call(
             ended = describe_exit(process.wait())
         tail = " / ".join(process.tail(6))
     raise failure(f"the process running {entry} {ended} before it answered: {tail}"[:4000])
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    interrupt_all()
+    raise KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
             kwargs["progress"] = lambda step, fraction: report.write(
                 json.dumps({"event": "progress", "step": step, "fraction": fraction}) + "\n"
             )
+        # Ctrl-C reaches this process from its caller (`call` passes it on): what it started ends too
+        signal.signal(signal.SIGINT, _interrupted)
         try:
             result = getattr(importlib.import_module(module_name), name)(**kwargs)
             if hasattr(result, "model_dump"):

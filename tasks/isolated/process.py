@@ -11,12 +11,37 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 from accel.tasks.isolated.servers import ENV, ServerGone, fork_server
+
+INTERRUPT_GRACE_S = 30.0  # for an interrupted process to end cleanly before it is killed
+_live: weakref.WeakSet[Isolated] = weakref.WeakSet()  # what this process started and has not closed
+_interrupted = threading.Event()
+
+
+def interrupt_all() -> None:
+    """This process is being interrupted (Ctrl-C): every isolated process it started is killed now and none
+    starts after (`start` raises KeyboardInterrupt), so a thread that waits on one (a chain beside the
+    interrupted main thread of its pipeline) ends at once instead of running its work to the end."""
+    _interrupted.set()
+    for process in list(_live):
+        process.kill()
+
+
+def interrupted() -> bool:
+    return _interrupted.is_set()
+
+
+def raise_if_interrupted() -> None:
+    """KeyboardInterrupt once `interrupt_all` was called in this process (for threads that wait otherwise)."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt("this process was interrupted")
 
 
 def warm_enabled() -> bool:
@@ -62,6 +87,7 @@ class Isolated:
         self.timed_out = False
         self.returncode: int | None = None  # None also once it ended: its status was lost
         self._ended = False
+        _live.add(self)
 
     def events(self, first_timeout_s: float, next_timeout_s: float | None = None) -> Iterator[dict[str, Any]]:
         """Each JSON report as it comes; ends when the process closes its end (done or dead).
@@ -92,6 +118,13 @@ class Isolated:
                     yield json.loads(line)
                     deadline = time.monotonic() + (first_timeout_s if next_timeout_s is None else next_timeout_s)
 
+    def interrupt(self, grace_s: float = INTERRUPT_GRACE_S) -> int | None:
+        """SIGINT to it and its children (a KeyboardInterrupt there: a flow records how it ended), its exit
+        status once it has ended; past `grace_s` it is killed."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signal.SIGINT)
+        return self.wait(grace_s)
+
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
@@ -115,6 +148,7 @@ class Isolated:
             return []
 
     def close(self) -> None:
+        _live.discard(self)
         if not self._ended:
             self.kill()
             self.wait()
@@ -129,17 +163,21 @@ class Isolated:
         self.close()
 
 
-def start(entry: str, argv: list[str], preload: Iterable[str] = ()) -> Isolated:
-    """Start `entry` ("package.module:function", called with argv + ["--report-fd", N]) isolated.
+def start(
+    entry: str, argv: list[str], preload: Iterable[str] = (), extra_env: dict[str, str] | None = None
+) -> Isolated:
+    """Start `entry` ("package.module:function", called with argv + ["--report-fd", N]) isolated, with
+    this process's environment and `extra_env` over it.
 
     Warm (forked from the server for `preload`) unless ACCEL_WARM_PROCESSES=0; cold, it is
     `python -m package.module argv... --report-fd N`, so each entry must be such a module's main.
     """
+    raise_if_interrupted()
     reports_r, reports_w = os.pipe()
     log_fd, log_name = tempfile.mkstemp(prefix="accel-isolated-", suffix=".log")
+    env = {**os.environ, **ENV, **(extra_env or {})}
     try:
         if warm_enabled():
-            env = {**os.environ, **ENV}
             try:
                 exit_status = fork_server(preload, env).start(entry, argv, reports_w, log_fd, env)
             except ServerGone:  # killed, or a shared one that exited idle: once more, on a new one
@@ -153,7 +191,7 @@ def start(entry: str, argv: list[str], preload: Iterable[str] = ()) -> Isolated:
                 stdin=subprocess.DEVNULL,
                 stdout=log_fd,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, **ENV},
+                env=env,
                 start_new_session=True,
             )
             pid = process.pid

@@ -289,17 +289,19 @@ def fork_server(preload: Iterable[str], env: dict[str, str] | None = None, *, fr
         return server
 
 
-def prewarm(preload: Iterable[str]) -> None:
-    """Have the server for `preload` start now, in the background, so the first child starts warm."""
+def prewarm(preload: Iterable[str], extra_env: dict[str, str] | None = None) -> None:
+    """Have the server for `preload` (and this environment, `extra_env` over it) start now, in the
+    background, so the first child starts warm."""
     from accel.tasks.isolated.process import warm_enabled
 
     if warm_enabled():
-        threading.Thread(target=_prewarm, args=(tuple(preload),), name="accel-prewarm", daemon=True).start()
+        env = {**os.environ, **ENV, **(extra_env or {})}
+        threading.Thread(target=_prewarm, args=(tuple(preload), env), name="accel-prewarm", daemon=True).start()
 
 
-def _prewarm(preload: tuple[str, ...]) -> None:
+def _prewarm(preload: tuple[str, ...], env: dict[str, str]) -> None:
     with contextlib.suppress(Exception):  # a server that cannot start fails the first real request, with why
-        fork_server(preload).await_ready()
+        fork_server(preload, env).await_ready()
 
 
 @atexit.register

@@ -51,3 +51,14 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))
+
+
+def wait_for_interrupt(folder: str, progress) -> None:
+    """For `call`: says it started, then waits; an interrupt (SIGINT) is caught, noted in `folder`, and ends it."""
+    try:
+        progress("waiting", 0.0)  # inside: an interrupt that comes right after it is caught too
+        time.sleep(120)
+    except KeyboardInterrupt:
+        with open(os.path.join(folder, "interrupted"), "w") as note:
+            note.write(str(os.getpid()))
+        raise

@@ -12,6 +12,7 @@ import threading
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from accel.tasks import isolated
@@ -177,3 +178,27 @@ def test_a_call_returns_its_result_and_raises_its_error_again_as_the_same_kind(m
     assert str(refused.value) == str(here.value)
     with pytest.raises(RuntimeError, match="JSONDecodeError"):
         call("json:loads", PRELOAD, s="{")
+
+
+def test_an_interrupted_call_interrupts_its_child_which_ends_cleanly_first(tmp_path):
+    """Ctrl-C on a caller (accel run) reaches the work it waits on as a KeyboardInterrupt there (a flow then
+    records how it ended), not as a kill; the call raises the interrupt once the child has ended."""
+    script = (
+        "import sys; from accel.tasks.isolated.call import call; "
+        "call('tests.tasks.isolated_probe:wait_for_interrupt', ('json',), folder=sys.argv[1], "
+        "progress=lambda step, fraction: print(step, flush=True))"
+    )
+    env = {**os.environ, "ACCEL_WARM_PROCESSES": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    caller = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert caller.stdout.readline().strip() == "waiting"
+    caller.send_signal(signal.SIGINT)
+    _, err = caller.communicate(timeout=60)
+    assert caller.returncode != 0 and "KeyboardInterrupt" in err
+    child = int((tmp_path / "interrupted").read_text())  # it caught the interrupt itself: no kill came first
+    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
