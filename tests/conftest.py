@@ -32,6 +32,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # Fork servers of this session are its own (stopped with it), not the shared ones a shell's `accel` uses.
 os.environ["ACCEL_SHARED_FORK_SERVERS"] = "0"
+# What runs outside a test's own ACCEL_HOME (session and module fixtures, set up before `accel_home`) writes
+# to a home of this process's in the session folder, never to the checkout's ./.accel or the user's home.
+os.environ["ACCEL_HOME"] = str(_SESSION_DIR / f"home-{os.environ.get('PYTEST_XDIST_WORKER', 'main')}")
 # One intra-op thread for torch's work outside measurements (generation, checks, references), read as torch
 # is imported: the suite runs two workers, and each fixture two processes at a time, on two cores, where
 # OpenMP's spinning threads of one process only slow the other (24 comprehensive validations, two at a time:
