@@ -13,6 +13,9 @@ values of a KV cache are not repeated per query head before it (transformers' TR
 while it traces). ONNX Runtime decodes a cached decoder's graph from it about a quarter faster than
 from the TorchScript exporter's (~1000 nodes against ~7700 for SmolLM2); OpenVINO 2026.4 mistranslates
 its grouped `Attention`, so only onnxruntime's spec lists it (for the CPU).
+
+`openvino-stateful` (tasks/export_openvino) is OpenVINO's own: its IR of a cached decoder, the cache kept
+in the request's state.
 """
 
 from __future__ import annotations
@@ -100,6 +103,10 @@ def export(
                 program = torch.export.export(module, (), tensors, dynamic_shapes=shapes)
                 torch.export.save(program, str(path))
                 return {"exporter": exporter, "format": "torch.export"}
+            if exporter == "openvino-stateful":
+                from accel.tasks.export_openvino import export_stateful
+
+                return export_stateful(module, tensors, inputs, output_names, path)
             if exporter == "torchscript" and path.suffix == ".ts":
                 traced = torch.jit.trace(module, example_kwarg_inputs=tensors, strict=False)
                 torch.jit.save(traced, str(path))

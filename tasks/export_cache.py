@@ -72,8 +72,10 @@ def place(source: Path, destination: Path) -> None:
 
 
 def artifact_files(artifact: Path) -> list[Path]:
-    """The artifact and the files its graph keeps beside it (`model.onnx.data` for big models)."""
-    return sorted(p for p in artifact.parent.glob(f"{artifact.name}*") if p.is_file())
+    """The artifact and the files its graph keeps beside it (`model.onnx.data` for big models, an
+    OpenVINO IR's weights `model.bin` beside `model.xml`)."""
+    beside = [artifact.with_suffix(".bin")] if artifact.suffix == ".xml" else []
+    return sorted(p for p in [*artifact.parent.glob(f"{artifact.name}*"), *beside] if p.is_file())
 
 
 def _remove(entry: Path) -> None:

@@ -31,7 +31,7 @@ from accel.tasks import templates
 from accel.tasks.check_context import Verdict
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
-from accel.tasks.export_cache import export_key, file_sha256, shared_export
+from accel.tasks.export_cache import artifact_files, export_key, file_sha256, shared_export
 from accel.tasks.generated import GeneratedSkill
 from accel.tasks.generation_checks import cache_consistency, pad_second_row
 from accel.tasks.interface import Interface, build_interface
@@ -112,7 +112,10 @@ def _export_key(
     inputs: dict[str, dict[str, Any]],
     output_names: list[str],
 ) -> str:
-    """The shared export's key: everything `export` makes an ONNX graph from (tasks/export_cache)."""
+    """The shared export's key: everything `export` makes an ONNX graph (or OpenVINO IR) from
+    (tasks/export_cache)."""
+    from importlib.metadata import version
+
     import onnx
     import torch
 
@@ -129,6 +132,8 @@ def _export_key(
         "torch": torch.__version__,
         "onnx": onnx.__version__,
     }
+    if exporter.startswith("openvino"):
+        facts["openvino"] = version("openvino")
     return export_key(facts, example)
 
 
@@ -410,7 +415,7 @@ def _build(
         attempts.append(_Attempt(exporter=exporter))
         facts.update(
             file=artifact_name,
-            bytes=artifact.stat().st_size,
+            bytes=sum(path.stat().st_size for path in artifact_files(artifact)),  # with the weights beside it
             sha256=file_sha256(artifact),
         )
         return _manifest(model, target, template, iface, skill_id, facts, validation, attempts)

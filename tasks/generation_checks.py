@@ -88,7 +88,10 @@ def cache_consistency(
         raise Verdict("failed", "prefill returned no cache in its state: decoding cannot continue from one")
     token = np.asarray(logits).argmax(axis=-1)
     zeroed = {**state, "cache": {name: np.zeros_like(value) for name, value in cache.items()}}
+    # Lengths read before the next step: a stateful skill's cache (OpenVINO's) moves on in place at each one.
+    lengths = {name: int(value.shape[2]) for name, value in cache.items()}
     got, after = skill.decode(token, state)
+    grown = sorted({int(after["cache"][name].shape[2]) - length for name, length in lengths.items()})
     want = reference(_with_token(prompts, token))["logits"][:, -1, :]
     comparison = compare_outputs({"logits": np.asarray(got)}, {"logits": want}, tolerance)
     if not comparison.passed:
@@ -102,7 +105,6 @@ def cache_consistency(
     # than float noise, whatever its precision; one that ignores it gives the same ones.
     if compare_outputs({"logits": np.asarray(blind)}, {"logits": np.asarray(got)}, _FLOAT_NOISE).passed:
         raise Verdict("failed", "a decode step gives the same logits with its cache zeroed: the cache is not used")
-    grown = sorted({int(after["cache"][n].shape[2]) - int(value.shape[2]) for n, value in cache.items()})
     return {
         "message": f"a decode step with the cache matches the forward on the whole sequence ({comparison.message}); "
         "with the cache zeroed it does not",

@@ -60,6 +60,9 @@ SPEC = RuntimeSpec(
     precisions={"cpu": ("fp32", "bf16"), "xpu": ("fp32", "fp16")},
     devices={"cpu": "CPU", "xpu": "GPU"},
     exporters=(("torchscript", "model.onnx"), ("dynamo", "model.onnx")),
+    # A cached decoder as OpenVINO's stateful IR (tasks/export_openvino): the CPU plugin then appends each
+    # layer's cache inside its attention. Other devices keep the ONNX graph until measured there.
+    cached_decoder_exporters={"cpu": (("openvino-stateful", "model.xml"),)},
     graph="onnx",
     detect=detect,
     distributions=("openvino",),

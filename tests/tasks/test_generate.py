@@ -45,8 +45,12 @@ def test_the_skill_generates_with_a_complete_manifest(generated, name, target):
     skill = generated(name, target)
     files = {p.name for p in skill.path.iterdir()}
     assert {"skill.py", "manifest.json", "assets"} <= files
-    assert ("model.onnx" in files) == (target != "cpu/torch")
     manifest = json.loads((skill.path / "manifest.json").read_text())
+    # OpenVINO runs a decoder with a KV cache as its stateful IR (weights in model.bin); others run ONNX
+    stateful = target == "cpu/openvino" and bool((manifest.get("generation") or {}).get("kv_cache"))
+    stateful = stateful and not manifest["generation"]["kv_cache"]["encoder_decoder"]
+    assert ("model.onnx" in files) == (target != "cpu/torch" and not stateful)
+    assert {"model.xml", "model.bin"} <= files if stateful else "model.xml" not in files
     assert manifest["skill_id"] == skill.skill_id == skill.path.name
     assert manifest["model"]["family"] == TINY_MODELS[name].family
     assert manifest["target"]["target"] == target

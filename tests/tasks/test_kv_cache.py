@@ -198,3 +198,52 @@ def test_a_cached_skill_runs_standalone(skills, python_without_accel):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "generate: [2, 4] new tokens" in result.stdout
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+def test_openvino_keeps_a_cached_decoders_cache_in_its_state_appended_inside_attention(skills, name):
+    """OpenVINO runs a decoder-only graph as its stateful IR: no past inputs or present outputs, a state per
+    past input, and the CPU plugin's attention reads each layer's state itself (it appends the new keys and
+    values in place: ScaledDotProductAttentionWithKVCache), which is what makes its decode fast."""
+    import openvino
+
+    skill = skills(name, "cpu/openvino")
+    artifact = skill.manifest["artifact"]
+    assert (artifact["exporter"], artifact["file"], artifact["kv_cache"]) == (
+        "openvino-stateful",
+        "model.xml",
+        "stateful",
+    )
+    module = _module(skill.path)
+    model = openvino.Core().read_model(str(skill.path / "model.xml"))
+    assert sorted(i.get_any_name() for i in model.inputs) == ["attention_mask", "beam_idx", "input_ids"]
+    assert [o.get_any_name() for o in model.outputs] == ["logits"]
+    compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    assert sorted(s.name for s in request.query_state()) == sorted(
+        past + "present" + past.removeprefix("past_key_values") for past in module.PAST_NAMES
+    )
+    runtime = compiled.get_runtime_model()
+    kinds = {op.get_friendly_name(): op.get_rt_info()["layerType"].astype(str) for op in runtime.get_ops()}
+    attention = [op for op in runtime.get_ops() if kinds[op.get_friendly_name()] == "ScaledDotProductAttention"]
+    assert len(attention) == module.CACHE["layers"]
+    for op in attention:  # each takes two states (its layer's keys and values) as inputs of its own
+        sources = [kinds[i.get_source_output().get_node().get_friendly_name()] for i in op.inputs()]
+        assert sources.count("MemoryInput") == 2, sources
+
+
+def test_a_stateful_cache_continued_from_is_consumed_and_one_left_behind_stays_readable(skills):
+    module = _module(skills("llama", "cpu/openvino").path)
+    feeds = _padded(module, batch=2, seq=6)
+    with module.Skill() as loaded:
+        logits, first = loaded.prefill(feeds)
+        token = logits.argmax(axis=-1)
+        kept = {name: np.array(value) for name, value in first["cache"].items()}
+        _, second = loaded.decode(token, first)  # continues in place from `first`
+        with pytest.raises(RuntimeError, match="copy it"):
+            np.asarray(first["cache"][module.PAST_NAMES[0]])
+        # From a copy of the first state: the same step again, while `second` (left behind) stays readable.
+        again, _ = loaded.decode(token, {**first, "cache": kept})
+        assert {v.shape[2] for v in second["cache"].values()} == {7}
+        continued, _ = loaded.decode(again.argmax(axis=-1), second)
+        assert continued.shape == logits.shape
