@@ -52,6 +52,7 @@ def export_stateful(
     with torch.no_grad():
         model = openvino.convert_model(module, example_input=tensors)
     _name_ports(model, inputs, output_names)
+    _additive_attention_masks(model)
     parameters = {p.get_output_tensor(0).get_any_name(): p for p in model.get_parameters()}
     for name in pasts:  # the cache's fixed axes (kv heads, head dim) as the spec gives them
         shape = [-1 if isinstance(dim, str) else int(dim) for dim in inputs[name]["shape"]]
@@ -82,6 +83,28 @@ def export_stateful(
     model.validate_nodes_and_infer_types()
     openvino.save_model(model, str(path), compress_to_fp16=False)
     return {"exporter": "openvino-stateful", "format": "openvino-ir", "kv_cache": "stateful", "states": len(pasts)}
+
+
+def _additive_attention_masks(model: Any) -> None:
+    """Each attention's boolean mask (True: attend) given as the additive float mask it stands for (0 or
+    -inf). The same attention, but the CPU plugin's cached attention reads a float mask about three times
+    faster than a boolean one (SmolLM2: 3.9 against 12.1 ms of a 25 ms decode step)."""
+    import openvino
+    from openvino import opset13 as ops
+
+    additive = {}
+    for op in model.get_ops():
+        if op.get_type_name() != "ScaledDotProductAttention" or op.get_input_size() < 4:
+            continue
+        mask = op.input(3).get_source_output()
+        if mask.get_element_type() != openvino.Type.boolean:
+            continue
+        key = (mask.get_node().get_friendly_name(), mask.get_index())
+        if key not in additive:
+            dtype = op.input(0).get_element_type().to_dtype()
+            additive[key] = ops.select(mask, ops.constant(np.array(0, dtype)), ops.constant(np.array(-np.inf, dtype)))
+        op.input(3).replace_source_output(additive[key].output(0))
+    model.validate_nodes_and_infer_types()
 
 
 def _name_ports(model: Any, inputs: dict[str, dict[str, Any]], output_names: list[str]) -> None:

@@ -17,8 +17,8 @@ from accel.tasks.errors import UnsupportedTargetError
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
-GENERATOR_VERSION = "3"  # 2: onnxruntime exports a cached decoder with `dynamo-attention` first;
-# 3: OpenVINO runs a cached decoder as its stateful IR (`openvino-stateful`)
+GENERATOR_VERSION = "4"  # 2: onnxruntime exports a cached decoder with `dynamo-attention` first;
+# 3: OpenVINO runs a cached decoder as its stateful IR (`openvino-stateful`); 4: with float attention masks
 
 
 def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:
