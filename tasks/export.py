@@ -21,6 +21,7 @@ in the request's state.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import io
 import os
 import sys
@@ -34,6 +35,16 @@ import numpy as np
 ONNX_OPSET = 18
 ATTENTION_OPSET = 23  # the first with the `Attention`, `RotaryEmbedding` and `RMSNormalization` ops
 _SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf caps one file at 2 GB: larger graphs keep weights beside
+
+
+def source_digest() -> str:
+    """A hash of the exporters' own code (this module and tasks/export_openvino): part of each skill's
+    identity and of the shared export's key, so an exporter edited without a generator version bump
+    never has a skill or an export made by its old code reused."""
+    digest = hashlib.sha256()
+    for name in ("export.py", "export_openvino.py"):
+        digest.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
 
 
 @contextlib.contextmanager

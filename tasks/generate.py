@@ -31,6 +31,7 @@ from accel.tasks import templates
 from accel.tasks.check_context import Verdict
 from accel.tasks.errors import GenerationError, UnsupportedTargetError
 from accel.tasks.export import ONNX_OPSET, dynamic_axes, export, quantize_int8, silenced_output
+from accel.tasks.export import source_digest as export_source_digest
 from accel.tasks.export_cache import artifact_files, export_key, file_sha256, shared_export
 from accel.tasks.generated import GeneratedSkill
 from accel.tasks.generation_checks import cache_consistency, pad_second_row
@@ -371,6 +372,7 @@ def _build(
         "template": template.name,
         "template_version": template.version,
         "template_digest": templates.source_digest(),
+        "exporters_digest": export_source_digest(),
         "generator_version": GENERATOR_VERSION,
     }
     on_device = target.runtime == "torch" and target.torch_device != "cpu"

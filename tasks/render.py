@@ -14,6 +14,7 @@ from accel.hardware import Target
 from accel.hardware.runtimes import runtime_spec
 from accel.tasks import templates
 from accel.tasks.errors import UnsupportedTargetError
+from accel.tasks.export import source_digest as export_source_digest
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
@@ -50,6 +51,7 @@ def skill_id_for(model: ResolvedModel, target: Target, template: templates.Templ
         "template": template.name,
         "template_version": template.version,
         "template_digest": templates.source_digest(),
+        "exporters_digest": export_source_digest(),
         "generator_version": GENERATOR_VERSION,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
