@@ -247,3 +247,5 @@ def test_a_stateful_cache_continued_from_is_consumed_and_one_left_behind_stays_r
         assert {v.shape[2] for v in second["cache"].values()} == {7}
         continued, _ = loaded.decode(again.argmax(axis=-1), second)
         assert continued.shape == logits.shape
+        with pytest.raises(ValueError, match="every past key/value input or none"):
+            loaded._backend.run({**feeds, module.PAST_NAMES[0]: kept[module.PAST_NAMES[0]]})
