@@ -53,6 +53,7 @@ def export_stateful(
         model = openvino.convert_model(module, example_input=tensors)
     _name_ports(model, inputs, output_names)
     _additive_attention_masks(model)
+    _logits_positions(model)
     parameters = {p.get_output_tensor(0).get_any_name(): p for p in model.get_parameters()}
     for name in pasts:  # the cache's fixed axes (kv heads, head dim) as the spec gives them
         shape = [-1 if isinstance(dim, str) else int(dim) for dim in inputs[name]["shape"]]
@@ -104,6 +105,30 @@ def _additive_attention_masks(model: Any) -> None:
             dtype = op.input(0).get_element_type().to_dtype()
             additive[key] = ops.select(mask, ops.constant(np.array(0, dtype)), ops.constant(np.array(-np.inf, dtype)))
         op.input(3).replace_source_output(additive[key].output(0))
+    model.validate_nodes_and_infer_types()
+
+
+LOGITS_POSITIONS = "logits_positions"
+
+
+def _logits_positions(model: Any) -> None:
+    """An input `logits_positions` (int64 positions of the new tokens) choosing whose logits the graph
+    computes: the LM head runs on those positions only. The skill's backend gives every position unless
+    told otherwise; a prefill asks for the last one alone (the head is about a fifth of a 135M model's
+    prefill, and the logits of a 256-token prompt 50 MB a row). Left out where the head is not a MatMul
+    right under the `logits` output."""
+    import openvino
+    from openvino import opset13 as ops
+
+    result = next((r for r in model.get_results() if "logits" in r.output(0).get_names()), None)
+    head = result.input(0).get_source_output().get_node() if result is not None else None
+    if head is None or head.get_type_name() != "MatMul" or head.input(1).get_partial_shape().rank.get_length() != 2:
+        return
+    positions = ops.parameter([-1], openvino.Type.i64, name=LOGITS_POSITIONS)
+    positions.output(0).get_tensor().set_names({LOGITS_POSITIONS})
+    hidden = head.input(0).get_source_output()
+    head.input(0).replace_source_output(ops.gather(hidden, positions, ops.constant(np.int64(1))).output(0))
+    model.add_parameters([positions])
     model.validate_nodes_and_infer_types()
 
 

@@ -216,7 +216,12 @@ def test_openvino_keeps_a_cached_decoders_cache_in_its_state_appended_inside_att
     )
     module = _module(skill.path)
     model = openvino.Core().read_model(str(skill.path / "model.xml"))
-    assert sorted(i.get_any_name() for i in model.inputs) == ["attention_mask", "beam_idx", "input_ids"]
+    assert sorted(i.get_any_name() for i in model.inputs) == [
+        "attention_mask",
+        "beam_idx",
+        "input_ids",
+        "logits_positions",
+    ]
     assert [o.get_any_name() for o in model.outputs] == ["logits"]
     compiled = openvino.Core().compile_model(model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
@@ -230,6 +235,13 @@ def test_openvino_keeps_a_cached_decoders_cache_in_its_state_appended_inside_att
     for op in attention:  # each takes two states (its layer's keys and values) as inputs of its own
         sources = [kinds[i.get_source_output().get_node().get_friendly_name()] for i in op.inputs()]
         assert sources.count("MemoryInput") == 2, sources
+    # The LM head runs on the positions asked only (a prefill asks for the last one); every one by default.
+    feeds = _padded(module, batch=2, seq=6)
+    with module.Skill() as loaded:
+        full = loaded(feeds)["logits"]
+        last = loaded._backend.run({**feeds, **module.empty_cache(2), "logits_positions": np.array([5])})["logits"]
+    assert full.shape[1] == 6 and last.shape == (2, 1, full.shape[2])
+    assert np.allclose(last[:, 0], full[:, -1], atol=1e-5)
 
 
 def test_a_stateful_cache_continued_from_is_consumed_and_one_left_behind_stays_readable(skills):
