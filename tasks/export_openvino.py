@@ -71,16 +71,15 @@ def export_stateful(
     model.add_parameters([beam_idx])
     apply_make_stateful_transformation(model, {name: present_name(name) for name in pasts})
 
-    # Each state starts as an empty cache (no positions) of the prompt's batch.
+    # Each state starts as an empty cache (no positions) of the prompt's batch: (batch, kv heads, 0, head dim).
     batch = ops.gather(
         ops.shape_of(parameters["input_ids"], "i64"), ops.constant(np.array([0], np.int64)), ops.constant(np.int64(0))
     )
+    rest = [0 if isinstance(dim, str) else int(dim) for dim in inputs[pasts[0]]["shape"][1:]]
+    empty = ops.broadcast(ops.constant(np.float32(0)), ops.concat([batch, ops.constant(np.array(rest, np.int64))], 0))
     for op in model.get_ops():
-        if op.get_type_name() != "ReadValue":
-            continue
-        dims = [int(d) if isinstance(d, int) else 0 for d in inputs[pasts[0]]["shape"][1:]]
-        empty_shape = [batch, ops.constant(np.array(dims, np.int64))]
-        op.set_arguments([ops.broadcast(ops.constant(np.float32(0)), ops.concat(empty_shape, 0))])
+        if op.get_type_name() == "ReadValue":
+            op.set_arguments([empty])
     model.validate_nodes_and_infer_types()
     openvino.save_model(model, str(path), compress_to_fp16=False)
     return {"exporter": "openvino-stateful", "format": "openvino-ir", "kv_cache": "stateful", "states": len(pasts)}

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from accel.tasks.isolated.servers import ENV, ServerGone, fork_server
+from accel.tasks.isolated.servers import ServerGone, child_env, fork_server
 
 INTERRUPT_GRACE_S = 30.0  # for an interrupted process to end cleanly before it is killed
 _live: weakref.WeakSet[Isolated] = weakref.WeakSet()  # what this process started and has not closed
@@ -175,7 +175,7 @@ def start(
     raise_if_interrupted()
     reports_r, reports_w = os.pipe()
     log_fd, log_name = tempfile.mkstemp(prefix="accel-isolated-", suffix=".log")
-    env = {**os.environ, **ENV, **(extra_env or {})}
+    env = child_env(extra_env)
     try:
         if warm_enabled():
             try:

@@ -269,6 +269,11 @@ _servers: dict[tuple[Any, ...], ForkServer] = {}
 _servers_lock = threading.Lock()
 
 
+def child_env(extra_env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a server and its children: this process's, ENV over it, and `extra_env` over both."""
+    return {**os.environ, **ENV, **(extra_env or {})}
+
+
 def shared_enabled() -> bool:
     return os.environ.get("ACCEL_SHARED_FORK_SERVERS", "").strip().lower() in ("1", "true", "yes", "on")
 
@@ -276,7 +281,7 @@ def shared_enabled() -> bool:
 def fork_server(preload: Iterable[str], env: dict[str, str] | None = None, *, fresh: bool = False) -> ForkServer:
     """The server for this preload set and import-time environment; connected or started if there is none
     (or `fresh`: the one before went away)."""
-    env = {**os.environ, **ENV} if env is None else env
+    env = child_env() if env is None else env
     preload = tuple(preload)
     shared = shared_enabled()
     key = (preload, import_env(env, preload), shared)
@@ -289,19 +294,17 @@ def fork_server(preload: Iterable[str], env: dict[str, str] | None = None, *, fr
         return server
 
 
-def prewarm(preload: Iterable[str], extra_env: dict[str, str] | None = None) -> None:
-    """Have the server for `preload` (and this environment, `extra_env` over it) start now, in the
-    background, so the first child starts warm."""
+def prewarm(preload: Iterable[str]) -> None:
+    """Have the server for `preload` start now, in the background, so the first child starts warm."""
     from accel.tasks.isolated.process import warm_enabled
 
     if warm_enabled():
-        env = {**os.environ, **ENV, **(extra_env or {})}
-        threading.Thread(target=_prewarm, args=(tuple(preload), env), name="accel-prewarm", daemon=True).start()
+        threading.Thread(target=_prewarm, args=(tuple(preload),), name="accel-prewarm", daemon=True).start()
 
 
-def _prewarm(preload: tuple[str, ...], env: dict[str, str]) -> None:
+def _prewarm(preload: tuple[str, ...]) -> None:
     with contextlib.suppress(Exception):  # a server that cannot start fails the first real request, with why
-        fork_server(preload, env).await_ready()
+        fork_server(preload).await_ready()
 
 
 @atexit.register
