@@ -14,6 +14,10 @@ while it traces). ONNX Runtime decodes a cached decoder's graph from it about a 
 from the TorchScript exporter's (~1000 nodes against ~7700 for SmolLM2); OpenVINO 2026.4 mistranslates
 its grouped `Attention`, so only onnxruntime's spec lists it (for the CPU).
 
+`dynamo-inplace-cache` is that graph with its KV cache updated in place (tasks/export_inplace_cache):
+each past input a buffer the step's keys and values are written into (opset 24), bound by the skill as
+both past input and present output instead of a new present concatenated every step.
+
 `openvino-stateful` (tasks/export_openvino) is OpenVINO's own: its IR of a cached decoder, the cache kept
 in the request's state.
 """
@@ -38,11 +42,11 @@ _SINGLE_FILE_LIMIT = 1_800_000_000  # protobuf caps one file at 2 GB: larger gra
 
 
 def source_digest() -> str:
-    """A hash of the exporters' own code (this module and tasks/export_openvino): part of each skill's
-    identity and of the shared export's key, so an exporter edited without a generator version bump
-    never has a skill or an export made by its old code reused."""
+    """A hash of the exporters' own code (this module, tasks/export_openvino, tasks/export_inplace_cache):
+    part of each skill's identity and of the shared export's key, so an exporter edited without a generator
+    version bump never has a skill or an export made by its old code reused."""
     digest = hashlib.sha256()
-    for name in ("export.py", "export_openvino.py"):
+    for name in ("export.py", "export_openvino.py", "export_inplace_cache.py"):
         digest.update(name.encode() + b"\0" + (Path(__file__).parent / name).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
 
@@ -106,7 +110,8 @@ def export(
     tensors = _tensors(example, device, getattr(torch, dtype))
     axes = dynamic_axes(inputs)
     shapes = {name: {axis: torch.export.Dim.AUTO for axis in dims} for name, dims in axes.items()}  # torch.export
-    opset = ATTENTION_OPSET if exporter == "dynamo-attention" else ONNX_OPSET
+    attention = exporter in ("dynamo-attention", "dynamo-inplace-cache")
+    opset = ATTENTION_OPSET if attention else ONNX_OPSET
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer and deprecation warnings; failures still raise
         try:
@@ -127,8 +132,8 @@ def export(
                 torch.onnx.export(
                     module, (), str(path), **onnx_options, dynamic_axes=axes, opset_version=opset, dynamo=False
                 )
-            elif exporter in ("dynamo", "dynamo-attention"):
-                with _grouped_attention() if exporter == "dynamo-attention" else contextlib.nullcontext():
+            elif exporter in ("dynamo", "dynamo-attention", "dynamo-inplace-cache"):
+                with _grouped_attention() if attention else contextlib.nullcontext():
                     program = torch.onnx.export(
                         module,
                         (),
@@ -144,6 +149,10 @@ def export(
         finally:
             module.eval()  # exporters switch modes and restore the caller's; dropout must stay off
     _check_onnx(path)
+    if exporter == "dynamo-inplace-cache":
+        from accel.tasks.export_inplace_cache import make_cache_in_place
+
+        return {"exporter": exporter, "format": "onnx", **make_cache_in_place(path)}
     return {"exporter": exporter, "format": "onnx", "opset": opset}
 
 

@@ -18,8 +18,9 @@ from accel.tasks.export import source_digest as export_source_digest
 from accel.tasks.interface import Interface
 from accel.tasks.resolve import ResolvedModel
 
-GENERATOR_VERSION = "4"  # 2: onnxruntime exports a cached decoder with `dynamo-attention` first;
-# 3: OpenVINO runs a cached decoder as its stateful IR (`openvino-stateful`); 4: with float attention masks
+GENERATOR_VERSION = "5"  # 2: onnxruntime exports a cached decoder with `dynamo-attention` first;
+# 3: OpenVINO runs a cached decoder as its stateful IR (`openvino-stateful`); 4: with float attention masks;
+# 5: onnxruntime updates a cached decoder's KV cache in place (`dynamo-inplace-cache`)
 
 
 def template_for(model: ResolvedModel, target: Target) -> templates.TemplateInfo:

@@ -59,9 +59,11 @@ SPEC = RuntimeSpec(
     exporters=(("torchscript", "model.onnx"), ("dynamo", "model.onnx")),
     # A cached decoder's graph with each attention one `Attention` op, grouped-query kept grouped
     # (tasks/export): on the CPU its decode step ran about a quarter faster than the TorchScript
-    # exporter's. Not on GPUs until measured there: an execution provider without an opset-23
-    # `Attention` kernel would run it on the CPU, node by node, and still pass validation.
-    cached_decoder_exporters={"cpu": (("dynamo-attention", "model.onnx"),)},
+    # exporter's; first with its KV cache updated in place (tasks/export_inplace_cache), which saves
+    # copying the whole cache each step. Not on GPUs until measured there: an execution provider without
+    # an opset-23 `Attention` or opset-24 `TensorScatter` kernel would run it on the CPU, node by node,
+    # and still pass validation.
+    cached_decoder_exporters={"cpu": (("dynamo-inplace-cache", "model.onnx"), ("dynamo-attention", "model.onnx"))},
     graph="onnx",
     detect=detect,
     # The GPU builds install under other distribution names.

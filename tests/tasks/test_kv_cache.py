@@ -109,13 +109,14 @@ def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(sk
 
     path = skills(name, "cpu/onnxruntime").path
     module = _module(path)
-    graph = onnx.load(str(path / "model.onnx")).graph
+    model = onnx.load(str(path / "model.onnx"))
+    graph = model.graph
     consumed = {name for node in graph.node for name in node.input}
     assert set(module.PAST_NAMES) <= consumed
     assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
     if name != "t5":
         assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *module.PAST_NAMES]
-        _assert_one_attention_op_per_layer(graph, skills(name, "cpu/onnxruntime").manifest, module)
+        _assert_one_attention_op_per_layer(model, skills(name, "cpu/onnxruntime").manifest, module)
         return
     # An encoder-decoder: the decoder graph never sees the prompt; the encoder's graph, run once, makes
     # every layer's cross-attention keys/values.
@@ -127,14 +128,26 @@ def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(sk
     assert skills(name, "cpu/onnxruntime").manifest["artifact"]["encoder"]["file"] == "encoder.onnx"
 
 
-def _assert_one_attention_op_per_layer(graph, manifest: dict, module) -> None:
-    """A cached decoder's ONNX Runtime graph comes from the dynamo-attention exporter: each layer's attention
-    is one opset-23 `Attention` op whose keys and values are that layer's present cache itself, so nothing
-    (no repeat per query head for grouped-query attention, as tiny Llama has) copies the cache before it."""
-    assert (manifest["artifact"]["exporter"], manifest["artifact"]["opset"]) == ("dynamo-attention", 23)
-    attention = [node for node in graph.node if node.op_type == "Attention" and node.domain in ("", "ai.onnx")]
-    presents = [module.PRESENT_NAMES[i : i + 2] for i in range(0, len(module.PRESENT_NAMES), 2)]
-    assert [list(node.input[1:3]) for node in attention] == presents
+def _assert_one_attention_op_per_layer(model, manifest: dict, module) -> None:
+    """A cached decoder's ONNX Runtime graph comes from the dynamo-inplace-cache exporter: each layer's attention
+    is one ONNX Runtime `GroupQueryAttention` whose past inputs are that layer's cache buffers and whose present
+    outputs are the same buffers (the skill binds one value to both), so nothing copies the cache: no concat of
+    the past with the step's keys/values, no repeat per query head for grouped-query attention (tiny Llama's)."""
+    import json
+
+    graph = model.graph
+    artifact = manifest["artifact"]
+    assert (artifact["exporter"], artifact["opset"]) == ("dynamo-inplace-cache", 24)
+    assert artifact["attention"].startswith("GroupQueryAttention"), artifact["attention"]
+    fused = [node for node in graph.node if node.op_type == "GroupQueryAttention" and node.domain == "com.microsoft"]
+    layers = [
+        (module.PAST_NAMES[i : i + 2], module.PRESENT_NAMES[i : i + 2]) for i in range(0, len(module.PAST_NAMES), 2)
+    ]
+    assert [(list(node.input[3:5]), list(node.output[1:3])) for node in fused] == layers
+    in_place = json.loads(next(p.value for p in model.metadata_props if p.key == "accel.kv_cache_in_place"))
+    assert in_place == dict(zip(module.PAST_NAMES, module.PRESENT_NAMES, strict=True))
+    readers = [node.op_type for node in graph.node if set(node.input) & set(module.PAST_NAMES)]
+    assert set(readers) <= {"GroupQueryAttention", "Shape"}, readers
 
 
 def _kv_cache_check(skill_dir: Path) -> object:
@@ -244,8 +257,10 @@ def test_openvino_keeps_a_cached_decoders_cache_in_its_state_appended_inside_att
     assert np.allclose(last[:, 0], full[:, -1], atol=1e-5)
 
 
-def test_a_stateful_cache_continued_from_is_consumed_and_one_left_behind_stays_readable(skills):
-    module = _module(skills("llama", "cpu/openvino").path)
+@pytest.mark.parametrize("target", ["cpu/openvino", "cpu/onnxruntime"])
+def test_a_cache_kept_in_place_continued_from_is_consumed_and_one_left_behind_stays_readable(skills, target):
+    """OpenVINO keeps the cache in its request's state, ONNX Runtime in buffers bound as past and present."""
+    module = _module(skills("llama", target).path)
     feeds = _padded(module, batch=2, seq=6)
     with module.Skill() as loaded:
         logits, first = loaded.prefill(feeds)
@@ -259,5 +274,33 @@ def test_a_stateful_cache_continued_from_is_consumed_and_one_left_behind_stays_r
         assert {v.shape[2] for v in second["cache"].values()} == {7}
         continued, _ = loaded.decode(again.argmax(axis=-1), second)
         assert continued.shape == logits.shape
-        with pytest.raises(ValueError, match="every past key/value input or none"):
+        with pytest.raises(ValueError, match="every past key/value input"):
             loaded._backend.run({**feeds, module.PAST_NAMES[0]: kept[module.PAST_NAMES[0]]})
+
+
+def test_onnxruntime_writes_each_step_into_the_cache_buffer_and_moves_it_when_full(skills):
+    """The in-place graph's buffers have room for more positions: a decode step writes its position into the
+    same memory, and the step that finds no room moves the cache into a larger buffer; the logits stay those
+    of the whole sequence run at once."""
+    module = _module(skills("llama", "cpu/onnxruntime").path)
+    feeds = _padded(module, batch=2, seq=6)
+    name = module.PAST_NAMES[0]
+    with module.Skill() as loaded:
+        logits, state = loaded.prefill(feeds)
+        buffer = loaded._backend.buffers[name][1]
+        room = buffer.shape[2]
+        assert room > 6 and state["cache"][name].shape == (2, 1, 6, 16)
+        tokens = [logits.argmax(axis=-1)]
+        for _ in range(room - 6):
+            logits, state = loaded.decode(tokens[-1], state)
+            tokens.append(logits.argmax(axis=-1))
+        assert loaded._backend.buffers[name][1] is buffer  # every step so far wrote into the prefill's buffer
+        assert np.array_equal(np.asarray(state["cache"][name]), buffer[:, :, :room])
+        logits, state = loaded.decode(tokens[-1], state)  # no room left for this one
+        moved = loaded._backend.buffers[name][1]
+        assert moved is not buffer and moved.shape[2] > room and state["cache"][name].shape[2] == room + 1
+        whole = {
+            "input_ids": np.concatenate([feeds["input_ids"], np.stack(tokens, axis=1)], axis=1),
+            "attention_mask": np.asarray(state["attention_mask"]),
+        }
+        assert np.allclose(logits, loaded(whole)["logits"][:, -1, :], atol=1e-4)
