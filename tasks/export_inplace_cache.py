@@ -43,12 +43,14 @@ def make_cache_in_place(path: Path) -> dict[str, object]:
     model = onnx.load(str(path), load_external_data=False)
     rewrite(model)
     fused = fuse_grouped_query_attention(model)
+    positions = take_logits_positions(model)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=False)
     return {
         "opset": OPSET,
         "kv_cache": "in place: a buffer bound as both the past input and the present output",
         "attention": f"GroupQueryAttention (com.microsoft) in {fused} layers" if fused else "Attention + TensorScatter",
+        "logits": "of the positions asked (input logits_positions)" if positions else "of every position",
     }
 
 
@@ -382,3 +384,35 @@ def _live(nodes: list, outputs: set[str]) -> list:
             kept.append(node)
             needed.update(value for value in node.input if value)
     return kept[::-1]
+
+
+LOGITS_POSITIONS = "logits_positions"
+
+
+def take_logits_positions(model) -> bool:
+    """An input `logits_positions` (int64 positions of the step's tokens) choosing whose logits the graph
+    computes: the LM head runs on those positions only (a Gather before it), as OpenVINO's stateful IR does
+    (tasks/export_openvino). The skill's backend gives every position unless told otherwise; a prefill asks
+    for the last one (the head is about a fifth of a 135M model's prefill, its logits 50 MB a row for a
+    256-token prompt). False, the graph unchanged, where the head is not a MatMul of the hidden states
+    (batch, positions, hidden) by a 2-D weight right under the `logits` output."""
+    from onnx import TensorProto, helper
+
+    graph = model.graph
+    head = next((node for node in graph.node if list(node.output) == ["logits"]), None)
+    output = next((value for value in graph.output if value.name == "logits"), None)
+    shapes = {v.name: len(v.type.tensor_type.shape.dim) for v in graph.value_info}
+    shapes.update({i.name: len(i.dims) for i in graph.initializer})
+    if head is None or output is None or head.op_type != "MatMul" or len(output.type.tensor_type.shape.dim) != 3:
+        return False
+    if shapes.get(head.input[0]) != 3 or shapes.get(head.input[1]) != 2:
+        return False
+    selected = _PREFIX + "selected_hidden"
+    graph.node.insert(
+        list(graph.node).index(head),
+        helper.make_node("Gather", [head.input[0], LOGITS_POSITIONS], [selected], axis=1),
+    )
+    head.input[0] = selected
+    graph.input.append(helper.make_tensor_value_info(LOGITS_POSITIONS, TensorProto.INT64, [LOGITS_POSITIONS]))
+    output.type.tensor_type.shape.dim[1].dim_param = LOGITS_POSITIONS
+    return True

@@ -115,7 +115,7 @@ def test_the_onnx_graph_takes_and_returns_the_cache_and_uses_every_past_input(sk
     assert set(module.PAST_NAMES) <= consumed
     assert [o.name for o in graph.output] == ["logits", *module.PRESENT_NAMES]
     if name != "t5":
-        assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *module.PAST_NAMES]
+        assert [i.name for i in graph.input] == ["input_ids", "attention_mask", *module.PAST_NAMES, "logits_positions"]
         _assert_one_attention_op_per_layer(model, skills(name, "cpu/onnxruntime").manifest, module)
         return
     # An encoder-decoder: the decoder graph never sees the prompt; the encoder's graph, run once, makes
@@ -248,13 +248,22 @@ def test_openvino_keeps_a_cached_decoders_cache_in_its_state_appended_inside_att
     for op in attention:  # each takes two states (its layer's keys and values) as inputs of its own
         sources = [kinds[i.get_source_output().get_node().get_friendly_name()] for i in op.inputs()]
         assert sources.count("MemoryInput") == 2, sources
-    # The LM head runs on the positions asked only (a prefill asks for the last one); every one by default.
+
+
+@pytest.mark.parametrize("name", ["llama", "gpt2"])
+@pytest.mark.parametrize("target", ["cpu/openvino", "cpu/onnxruntime"])
+def test_the_lm_head_runs_on_the_positions_asked_only(skills, target, name):
+    """A prefill asks for the last position's logits only; a forward (and any run not told) gets them all."""
+    module = _module(skills(name, target).path)
     feeds = _padded(module, batch=2, seq=6)
     with module.Skill() as loaded:
+        assert loaded._backend.takes_logits_positions
         full = loaded(feeds)["logits"]
         last = loaded._backend.run({**feeds, **module.empty_cache(2), "logits_positions": np.array([5])})["logits"]
+        prefilled, _ = loaded.prefill(feeds)
     assert full.shape[1] == 6 and last.shape == (2, 1, full.shape[2])
     assert np.allclose(last[:, 0], full[:, -1], atol=1e-5)
+    assert np.allclose(prefilled, full[:, -1], atol=1e-5)
 
 
 @pytest.mark.parametrize("target", ["cpu/openvino", "cpu/onnxruntime"])
