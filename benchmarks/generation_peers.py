@@ -19,7 +19,12 @@ transformers', and the load average. An engine that cannot be installed, convert
 with its error. Peer venvs land under $ACCEL_HOME/cache/peer-venvs, converted models under
 $ACCEL_HOME/cache/peers/<revision>/ (made once; the first run takes several minutes for them).
 
-    .venv/bin/python benchmarks/generation_peers.py [--model REF] [--batches 1,4] [--engines a,b]
+`--paired-turns N` then measures each skill against each peer of its runtime once more, both loaded in
+one process (the peer's venv; a skill needs only numpy and its runtime) and timed in N alternating turns:
+the median ratio of the turns, which the drift in this machine's speed between the engines' processes
+(10-25% over minutes on a shared VM) does not reach.
+
+    .venv/bin/python benchmarks/generation_peers.py [--model REF] [--batches 1,4] [--engines a,b] [--paired-turns 4]
 """
 
 from __future__ import annotations
@@ -197,6 +202,66 @@ def print_goals(results: list[dict], engines: dict[str, Engine]) -> None:
                 print(f"goal: {name} b{row['batch']} faster than eager torch ({ref:.2f} ms): {verdict}")
 
 
+def measure_paired(
+    chosen: list[str], engines: dict[str, Engine], prepared: dict, prompts: dict, pad: int, args
+) -> list:
+    """Each skill against each peer of its runtime, the two in one process of the peer's python."""
+    results = []
+    for skill in (n for n in chosen if not engines[n].peer and not isinstance(prepared[n], Exception)):
+        for peer in chosen:
+            if not engines[peer].peer or engines[peer].runtime != engines[skill].runtime:
+                continue
+            if isinstance(prepared[peer], Exception):
+                continue
+            specs = [
+                {
+                    "engine": engines[name].worker,
+                    "name": name,
+                    "model_dir": str(prepared[name][1]),
+                    "threads": args.threads,
+                    "pad_token_id": pad,
+                    **engines[name].options,
+                }
+                for name in (peer, skill)
+            ]
+            spec = {
+                "name": f"{skill} / {peer}",
+                "threads": args.threads,
+                "paired": specs,
+                "prompts": prompts,
+                "new_tokens": args.new_tokens,
+                "turns": args.paired_turns,
+            }
+            print(f"paired, {skill} / {peer}: measuring ({machine_load()})", flush=True)
+            results.append(run_worker(prepared[peer][0], spec, args.timeout) | {"skill": skill, "peer": peer})
+    return results
+
+
+def print_paired(pairs: list[dict]) -> None:
+    """The paired table, and the goal read from it: within 10% of every peer of the runtime (so of the best)."""
+    print("\n| skill | peer | batch | turns | peer TPOT ms | skill TPOT ms | skill / peer (median of turns) |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    worst: dict[tuple[str, int], tuple[float, str]] = {}
+    for pair in pairs:
+        if pair["status"] != "ok":
+            print(f"| {pair['skill']} | {pair['peer']} | - | - | - | - | FAILED: {pair['error']} |")
+            continue
+        for row in pair["rows"]:
+            turns = len(row["tpot_turns_ms"])
+            print(
+                f"| {pair['skill']} | {pair['peer']} | {row['batch']} | {turns} | {row['peer_tpot_ms']:.2f} | "
+                f"{row['skill_tpot_ms']:.2f} | {row['ratio']:.3f} |"
+            )
+            key = (pair["skill"], row["batch"])
+            if key not in worst or row["ratio"] > worst[key][0]:
+                worst[key] = (row["ratio"], pair["peer"])
+    print()
+    for (skill, batch), (ratio, peer) in worst.items():
+        verdict = "met" if ratio <= 1.10 else "not met"
+        print(f"goal (paired): {skill} b{batch} TPOT within 10% of every peer of its runtime: {verdict} "
+              f"(highest ratio {ratio:.3f}, against {peer})")  # fmt: skip
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=SMOLLM2, help="model ref (accel models resolve)")
@@ -213,6 +278,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="runs of every engine, order alternated; medians")
     parser.add_argument("--regenerate", action="store_true", help="generate accel's skills again (accel --force)")
     parser.add_argument("--json-out", type=Path, help="also write every result here")
+    parser.add_argument(
+        "--paired-turns", type=int, default=0, help="also time each skill against each peer in one process"
+    )
     args = parser.parse_args()
     chosen = [name.strip() for name in args.engines.split(",") if name.strip()]
     by_name = {e.name: e for e in ENGINES}
@@ -287,6 +355,10 @@ def main() -> None:
             results.append(merge_rounds(measured[name]))
     print_table(results, by_name)
     print_goals(results, by_name)
+    if args.paired_turns > 0:
+        paired = measure_paired(chosen, by_name, prepared, prompts, pad, args)
+        results.append({"engine": "paired", "status": "ok", "pairs": paired})
+        print_paired(paired)
     print(machine_load())
     if args.json_out:
         args.json_out.write_text(json.dumps({"model": model, "results": results}, indent=1) + "\n")

@@ -285,9 +285,44 @@ def run(spec: dict) -> dict:
     return result
 
 
+def run_paired(spec: dict) -> dict:
+    """Two engines (a peer, then a skill) loaded in this one process and timed in turns, A B then B A: the
+    ratio within a turn is free of the drift in the machine's speed between processes minutes apart."""
+    first, second = spec["paired"]
+    result = {"engine": f"{second['name']} / {first['name']}", "status": "ok", "rows": []}
+    try:
+        engines = [ENGINES[s["engine"]](s) for s in (first, second)]
+        n = spec["new_tokens"]
+        for prompt in spec["prompts"].values():
+            ids = np.asarray(prompt, dtype=np.int64)
+            for engine in engines:  # warm-up
+                _timed(engine, ids, 1)
+                _timed(engine, ids, n)
+            turns = []
+            for turn in range(spec["turns"]):
+                tpot = [0.0, 0.0]
+                for index in (0, 1) if turn % 2 == 0 else (1, 0):
+                    ttft, whole = _timed(engines[index], ids, 1)[0], _timed(engines[index], ids, n)[0]
+                    tpot[index] = round((whole - ttft) / max(n - 1, 1), 3)
+                turns.append(tpot)
+            result["rows"].append(
+                {
+                    "batch": len(ids),
+                    "tpot_turns_ms": turns,
+                    "peer_tpot_ms": round(statistics.median(t[0] for t in turns), 3),
+                    "skill_tpot_ms": round(statistics.median(t[1] for t in turns), 3),
+                    "ratio": round(statistics.median(t[1] / t[0] for t in turns), 3),
+                }
+            )
+    except Exception as error:
+        result |= {"status": "error", "error": f"{type(error).__name__}: {error}".strip()[:2000]}
+    return result
+
+
 def main() -> None:
     spec_path, out_path = Path(sys.argv[1]), Path(sys.argv[2])
-    out_path.write_text(json.dumps(run(json.loads(spec_path.read_text()))) + "\n")
+    spec = json.loads(spec_path.read_text())
+    out_path.write_text(json.dumps(run_paired(spec) if "paired" in spec else run(spec)) + "\n")
 
 
 if __name__ == "__main__":
