@@ -239,18 +239,19 @@ def measure_paired(
 
 def print_paired(pairs: list[dict]) -> None:
     """The paired table, and the goal read from it: within 10% of every peer of the runtime (so of the best)."""
-    print("\n| skill | peer | batch | turns | peer TPOT ms | skill TPOT ms | skill / peer (median of turns) |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("\n| skill | peer | batch | turns | peer TPOT ms | skill TPOT ms | skill / peer (median of turns) | range |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     worst: dict[tuple[str, int], tuple[float, str]] = {}
     for pair in pairs:
         if pair["status"] != "ok":
-            print(f"| {pair['skill']} | {pair['peer']} | - | - | - | - | FAILED: {pair['error']} |")
+            print(f"| {pair['skill']} | {pair['peer']} | - | - | - | - | FAILED: {pair['error']} | - |")
             continue
         for row in pair["rows"]:
             turns = len(row["tpot_turns_ms"])
+            ratios = [skill / peer for peer, skill in row["tpot_turns_ms"]]  # the spread says how noisy the turns were
             print(
                 f"| {pair['skill']} | {pair['peer']} | {row['batch']} | {turns} | {row['peer_tpot_ms']:.2f} | "
-                f"{row['skill_tpot_ms']:.2f} | {row['ratio']:.3f} |"
+                f"{row['skill_tpot_ms']:.2f} | {row['ratio']:.3f} | {min(ratios):.3f}-{max(ratios):.3f} |"
             )
             key = (pair["skill"], row["batch"])
             if key not in worst or row["ratio"] > worst[key][0]:

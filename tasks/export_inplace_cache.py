@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from accel.tasks.export_openvino import LOGITS_POSITIONS
+
 METADATA_KEY = "accel.kv_cache_in_place"
 OPSET = 24  # the first with TensorScatter
 _IR_VERSION = 11  # the IR version of opset 24
@@ -44,6 +46,7 @@ def make_cache_in_place(path: Path) -> dict[str, object]:
     rewrite(model)
     fused = fuse_grouped_query_attention(model)
     positions = take_logits_positions(model)
+    _drop_unread_initializers(model.graph)
     onnx.save(model, str(path))
     onnx.checker.check_model(str(path), full_check=False)
     return {
@@ -386,7 +389,17 @@ def _live(nodes: list, outputs: set[str]) -> list:
     return kept[::-1]
 
 
-LOGITS_POSITIONS = "logits_positions"
+def _drop_unread_initializers(graph) -> None:
+    """The initializers no node reads any more (the cache's padding constants once fused, a weight's
+    transposed copy's source...), which ONNX Runtime would warn of at every session start."""
+    from onnx import AttributeProto
+
+    if any(a.type in (AttributeProto.GRAPH, AttributeProto.GRAPHS) for node in graph.node for a in node.attribute):
+        return  # a subgraph may read the outer graph's initializers: leave them all
+    read = {value for node in graph.node for value in node.input} | {value.name for value in graph.output}
+    kept = [init for init in graph.initializer if init.name in read]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
 
 
 def take_logits_positions(model) -> bool:
