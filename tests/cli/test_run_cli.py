@@ -10,7 +10,6 @@ import sys
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from accel.settings import get_settings
@@ -18,6 +17,7 @@ from accel.storage import ResultsStore
 from accel.tasks.device_lock import holder
 from accel.tasks.isolated.process import INTERRUPT_GRACE_S
 from tests.fork_servers import fork_servers_of
+from tests.processes import gone
 
 QUICK = ["--level", "basic", "--batch", "1", "--seq", "8", "--rounds", "1"]
 
@@ -76,10 +76,7 @@ def test_ctrl_c_ends_the_run_it_started_cleanly_there_too(accel_run, tiny_skill,
     # it ended there on its own, well within the grace before a kill, and said so here without a traceback
     assert time.monotonic() - sent < INTERRUPT_GRACE_S / 2 and process.returncode != 0
     assert "Traceback" not in err, err[-3000:]
-    end = time.monotonic() + 10
-    while time.monotonic() < end and psutil.pid_exists(who["pid"]):
-        time.sleep(0.1)
-    assert not psutil.pid_exists(who["pid"]) or psutil.Process(who["pid"]).status() == psutil.STATUS_ZOMBIE
+    assert gone(who["pid"])
     assert holder("cpu") is None  # the device is free for the next benchmark
     runs = ResultsStore(get_settings().results_path).list_runs()
     assert runs and all(r.status != "running" for r in runs), [(r.kind, r.status) for r in runs]

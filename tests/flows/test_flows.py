@@ -8,13 +8,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
 import pytest
 import yaml
 
 from accel.settings import get_settings
 from accel.storage import ResultsStore
 from tests.fork_servers import fork_servers_of
+from tests.processes import gone
 
 QUICK = {
     "batches": [1],
@@ -262,10 +262,7 @@ class TestChainsOnARealWorker:
             while time.monotonic() < deadline and not (state := client.read_flow_run(flow_run.id).state).is_final():
                 time.sleep(0.2)
         assert state.is_cancelled(), (state, (cpu_worker / "worker.log").read_text()[-2000:])
-        end = time.monotonic() + 10
-        while time.monotonic() < end and psutil.pid_exists(who["pid"]):
-            time.sleep(0.1)
-        assert not psutil.pid_exists(who["pid"]) or psutil.Process(who["pid"]).status() == psutil.STATUS_ZOMBIE
+        assert gone(who["pid"])
         assert holder("cpu") is None  # the device is free for the next benchmark
 
 

@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import psutil
 
 from accel.flows.warm_engine import ENGINE_PRELOAD
 from accel.tasks.isolated.servers import import_env
+from tests.processes import gone
 
 LAUNCH = (
     "import sys; from accel.flows.warm_engine import start_child, stand_in_for; "
@@ -37,15 +37,6 @@ def child_pid(process: subprocess.Popen) -> int:
     line = process.stdout.readline()
     assert line.startswith("child "), line
     return int(line.split()[1])
-
-
-def gone(pid: int, within_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_the_childs_output_and_exit_code_are_the_launchers():

@@ -12,10 +12,10 @@ import threading
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 
 from accel.tasks import isolated
+from tests.processes import gone
 
 ENTRY = "tests.tasks.isolated_probe:main"
 PRELOAD = ("json", "random")  # light: these tests are about the mechanism, not the libraries
@@ -201,4 +201,4 @@ def test_an_interrupted_call_interrupts_its_child_which_ends_cleanly_first(tmp_p
     _, err = caller.communicate(timeout=60)
     assert caller.returncode != 0 and "KeyboardInterrupt" in err
     child = int((tmp_path / "interrupted").read_text())  # it caught the interrupt itself: no kill came first
-    assert not psutil.pid_exists(child) or psutil.Process(child).status() == psutil.STATUS_ZOMBIE
+    assert gone(child)
