@@ -15,6 +15,7 @@ from accel.storage import (
     ResultsStore,
     RunRecord,
     SkillRecord,
+    StoreBusyError,
     migrate,
     schema_version,
 )
@@ -198,6 +199,32 @@ def test_four_processes_writing_at_once_lose_nothing(tmp_path):
         assert sorted(m.p50_ms for m in store.measurements(f"run-{w}")) == [float(i) for i in range(ROWS_EACH)]
     _write_from_four_processes(path)  # the same writes again, all four at once
     assert store.count("measurements") == 4 * ROWS_EACH
+
+
+def _read_runs_once(path: str, queue) -> None:
+    try:
+        queue.put(("read", ResultsStore(path, timeout_s=0.5).count("runs")))
+    except StoreBusyError as err:
+        queue.put(("busy", str(err)))
+
+
+def test_another_process_and_a_forked_child_wait_for_the_turn_a_held_store_keeps(tmp_path):
+    path = tmp_path / "results.duckdb"
+    for method in ("spawn", "fork"):  # a fresh process; a child forked while this one holds its turn
+        ctx = multiprocessing.get_context(method)
+        queue = ctx.Queue()
+        with ResultsStore(path, hold=True) as held:
+            held.record_run(RunRecord(run_id="r", kind="benchmark"))
+            assert ResultsStore(path).count("runs") == 1  # this process's other users share its turn
+            child = ctx.Process(target=_read_runs_once, args=(str(path), queue))
+            child.start()
+            kind, said = queue.get(timeout=60)
+            child.join(timeout=60)
+        assert kind == "busy" and "results.duckdb.lock" in said and "ACCEL_DB_TIMEOUT_S" in said, (method, said)
+        child = ctx.Process(target=_read_runs_once, args=(str(path), queue))
+        child.start()
+        assert queue.get(timeout=60) == ("read", 1), method  # the turn is free once the held store closed
+        child.join(timeout=60)
 
 
 def test_a_store_at_an_older_schema_is_migrated_keeping_its_rows(tmp_path):
