@@ -69,9 +69,17 @@ def test_the_skill_generates_with_a_complete_manifest(generated, name, target):
         assert manifest["validation"]["generation_tokens_equal"] is True
 
 
+# One runtime per model, in turn: parity of every model on every runtime against accel's own reference is
+# the comprehensive matrix's (tests/tasks/test_validate.py); these check the skill on its own: its own
+# reference, and `python -I skill.py` with no accel to import (each family and each runtime at least once).
+ROTATION = [(name, RUNTIMES[i % len(RUNTIMES)]) for i, name in enumerate(TINY_MODELS)]
+# What a skill may import: the standard library, numpy, the runtime it runs on, and what its reference needs.
+SKILL_IMPORTS = set(sys.stdlib_module_names) | {"numpy", "torch", "transformers", "onnxruntime", "openvino"}
+
+
 @pytest.fixture(scope="module")
 def standalone_runs(tiny_skill, python_without_accel):
-    """`python -I skill.py` for every case, two at a time (each is a process that mostly waits on imports)."""
+    """`python -I skill.py` for each case of the rotation, two at a time (each mostly waits on imports)."""
 
     def run(case):
         return subprocess.run(
@@ -82,21 +90,43 @@ def standalone_runs(tiny_skill, python_without_accel):
             timeout=300,
         )
 
-    tiny_skill.all(CASES)  # generated first; then only the runs overlap
+    tiny_skill.all(ROTATION)  # generated first; then only the runs overlap
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(CASES, pool.map(run, CASES), strict=True))
+        return dict(zip(ROTATION, pool.map(run, ROTATION), strict=True))
 
 
-@pytest.mark.parametrize(("name", "target"), CASES)
+@pytest.mark.parametrize(("name", "target"), ROTATION)
 def test_skill_py_runs_standalone_where_accel_cannot_be_imported(standalone_runs, name, target):
     result = standalone_runs[name, target]
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"on {target}" in result.stdout and "output " in result.stdout
 
 
-# One runtime per model, in turn: parity of every model on every runtime against accel's own reference is
-# the comprehensive matrix's (tests/tasks/test_validate.py); this one checks the skill's own reference.
-ROTATION = [(name, RUNTIMES[i % len(RUNTIMES)]) for i, name in enumerate(TINY_MODELS)]
+def imported_modules(source: str) -> set[str]:
+    """The top-level modules a Python source imports anywhere (in functions too), or asks importlib for."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found.add("." if node.level else node.module.split(".")[0])
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None)) in (
+            "import_module",
+            "__import__",
+        ):
+            found.add(ast.unparse(node))  # a dynamic import is never one of the allowed names
+    return found
+
+
+def test_imported_modules_sees_every_way_to_import():
+    source = "import a.b\nfrom c.d import e\nfrom . import f\ndef g():\n    import accel\nimportlib.import_module('h')"
+    assert imported_modules(source) == {"a", "c", ".", "accel", "importlib.import_module('h')"}
+
+
+@pytest.mark.parametrize(("name", "target"), CASES)
+def test_every_skill_imports_only_the_standard_library_numpy_and_its_runtimes(generated, name, target):
+    source = (generated(name, target).path / "skill.py").read_text()
+    assert imported_modules(source) <= SKILL_IMPORTS, imported_modules(source) - SKILL_IMPORTS
 
 
 @pytest.mark.parametrize(("name", "target"), ROTATION)
