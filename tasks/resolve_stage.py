@@ -17,5 +17,5 @@ from accel.tasks.reference import REFERENCE_PRELOAD
 def resolve_isolated(ref: str, progress: Callable[[str, float], None] | None = None) -> dict[str, Any]:
     """tasks/resolve.resolve_model(ref), computed in an isolated process: its fields as JSON values.
 
-    `progress` hears what a first resolve does at length (a packaged GGUF converted once, ~35 s)."""
+    `progress` hears what a first resolve does at length (a packaged GGUF converted once, ~15 s)."""
     return call("accel.tasks.resolve:resolve_model", REFERENCE_PRELOAD, progress=progress, ref=ref)

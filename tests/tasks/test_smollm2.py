@@ -78,6 +78,9 @@ def test_the_first_resolve_converts_the_gguf_into_a_model_folder_under_accel_hom
     assert {"config.json", "model.safetensors", "tokenizer.json", "generation_config.json"} <= files
     assert "chat_template.jinja" in files  # the instruct model's template, from the GGUF
     assert json.loads((model.path / "generation_config.json").read_text())["eos_token_id"] == 2
+    import gguf  # the conversion read the file once through its own reader, then gave gguf back as it was
+
+    assert isinstance(gguf.GGUFReader, type) and gguf.get_tensor_name_map.__module__ == "gguf.tensor_mapping"
     assert "quantization_config" not in json.loads((model.path / "config.json").read_text())
     assert not [p for p in model.path.parent.iterdir() if p.name.startswith(".staging-")]
 
