@@ -76,16 +76,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))
 
 
-# Modules by their time in a whole run (setup of their module fixtures included), slowest first.
+# Modules by their time in a whole run (setup of their module fixtures included), slowest first; those
+# over ~15 s (2026-12-07), so that the last ones a worker takes are short and both workers end together.
 SLOWEST_MODULES = (
     "tests/tasks/test_generate.py",
     "tests/tasks/test_validate.py",
-    "tests/tasks/test_breadth.py",
-    "tests/tasks/test_smollm2.py",
     "tests/flows/test_flows.py",
+    "tests/tasks/test_smollm2.py",
+    "tests/tasks/test_breadth.py",
     "tests/tasks/test_benchmark.py",
     "tests/api/test_end_to_end.py",
     "tests/tasks/test_generation_config.py",
+    "tests/cli/test_run_cli.py",
+    "tests/tasks/test_kv_cache.py",
+    "tests/api/test_openapi_fuzz.py",
+    "tests/api/test_relay.py",
+    "tests/flows/test_pipeline_overlap.py",
+    "tests/storage/test_store.py",
+    "tests/tasks/test_export_cache.py",
 )
 
 
