@@ -96,6 +96,7 @@ def file_turn(path: Path, deadline: float, timeout_s: float) -> Iterator[None]:
     process it is shared, as the DuckDB database is: the threads of one process (a held connection and its
     cursors, or connections of their own) use one instance, and DuckDB orders their transactions itself.
     """
+    path = Path(os.path.realpath(path))  # one turn per file, however its path is spelled
     with _turns_lock:
         turn = _turns.setdefault(path, _Turn())
     if not turn.guard.acquire(timeout=max(0.0, deadline - time.monotonic())):

@@ -19,6 +19,7 @@ from accel.storage import (
     migrate,
     schema_version,
 )
+from accel.storage.connection import run_transaction
 
 
 @pytest.fixture
@@ -210,12 +211,16 @@ def _read_runs_once(path: str, queue) -> None:
 
 def test_another_process_and_a_forked_child_wait_for_the_turn_a_held_store_keeps(tmp_path):
     path = tmp_path / "results.duckdb"
+    (tmp_path / "link").symlink_to(tmp_path)
+    spelled_otherwise = tmp_path / "link" / "results.duckdb"
     for method in ("spawn", "fork"):  # a fresh process; a child forked while this one holds its turn
         ctx = multiprocessing.get_context(method)
         queue = ctx.Queue()
         with ResultsStore(path, hold=True) as held:
             held.record_run(RunRecord(run_id="r", kind="benchmark"))
             assert ResultsStore(path).count("runs") == 1  # this process's other users share its turn
+            count_runs = lambda con: con.execute("SELECT count(*) FROM runs").fetchone()[0]  # noqa: E731
+            assert run_transaction(spelled_otherwise, count_runs, 5) == 1  # one turn per file, however spelled
             child = ctx.Process(target=_read_runs_once, args=(str(path), queue))
             child.start()
             kind, said = queue.get(timeout=60)
