@@ -117,10 +117,20 @@ def file_turn(path: Path, deadline: float, timeout_s: float) -> Iterator[None]:
                 turn.fd = None
 
 
-def _flock(path: Path, deadline: float, timeout_s: float) -> int:
-    fd = os.open(lock_file(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+def _attempts() -> Iterator[None]:
+    """Each attempt of a wait for the file: the first at once, each next after a backoff of 5 ms doubling to
+    200 ms, each pause scaled by a random 0.5-1.5 so that processes waiting on one file do not retry in step.
+    The caller stops when an attempt succeeds or its deadline has passed."""
     delay = 0.005
     while True:
+        yield
+        time.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 0.2)
+
+
+def _flock(path: Path, deadline: float, timeout_s: float) -> int:
+    fd = os.open(lock_file(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    for _ in _attempts():
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             return fd
@@ -128,20 +138,17 @@ def _flock(path: Path, deadline: float, timeout_s: float) -> int:
             if time.monotonic() > deadline:
                 os.close(fd)
                 raise _busy(path, timeout_s, f"another process held its turn ({lock_file(path).name})") from None
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
+    raise AssertionError("unreachable: _attempts() never ends")
 
 
 def _connect(path: Path, deadline: float) -> duckdb.DuckDBPyConnection:
-    delay = 0.005
-    while True:
+    for _ in _attempts():
         try:
             return duckdb.connect(str(path))
         except duckdb.Error as err:
             if not _is_lock_error(err) or time.monotonic() > deadline:
                 raise
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
+    raise AssertionError("unreachable: _attempts() never ends")
 
 
 def _transact(con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
@@ -161,8 +168,7 @@ def _transact(con: duckdb.DuckDBPyConnection, work: Callable[[duckdb.DuckDBPyCon
 def _retrying(path: Path, timeout_s: float, attempt: Callable[[float], T]) -> T:
     """`attempt(deadline)` again, with jittered backoff, while it fails on a lock or a write conflict."""
     deadline = time.monotonic() + timeout_s
-    delay = 0.005
-    while True:
+    for _ in _attempts():
         try:
             return attempt(deadline)
         except duckdb.Error as err:
@@ -170,8 +176,7 @@ def _retrying(path: Path, timeout_s: float, attempt: Callable[[float], T]) -> T:
                 raise
             if time.monotonic() > deadline:
                 raise _busy(path, timeout_s, str(err)) from err
-        time.sleep(delay * (0.5 + random.random()))
-        delay = min(delay * 2, 0.2)
+    raise AssertionError("unreachable: _attempts() never ends")
 
 
 def run_transaction(path: Path, work: Callable[[duckdb.DuckDBPyConnection], T], timeout_s: float) -> T:

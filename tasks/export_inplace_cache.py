@@ -33,6 +33,11 @@ _PREFIX = "accel_inplace_"
 _POSITIONS = 2  # (batch, kv heads, positions, head dim)
 
 
+def _name(what: str) -> str:
+    """A name of this rewrite's own (values, initializers, nodes), apart from the exporter's."""
+    return _PREFIX + what
+
+
 class NotRewritable(ValueError):
     """The graph reads its cache in a way the in-place form cannot keep."""
 
@@ -69,10 +74,6 @@ def rewrite(model) -> dict[str, str]:
     if not past or not {"input_ids", "attention_mask"} <= set(inputs):
         raise NotRewritable("the graph takes no past key/values, or no input_ids and attention_mask")
     types = {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.input, *graph.output)}
-
-    def name(what: str) -> str:
-        return _PREFIX + what
-
     constants = {
         "zero": np.array([0], np.int64),
         "last_axis": np.array([-1], np.int64),
@@ -80,22 +81,22 @@ def rewrite(model) -> dict[str, str]:
         "attend_none_float": np.array(-np.inf, np.float32),
         "attend_none_half": np.array(-np.inf, np.float16),
     }
-    graph.initializer.extend(numpy_helper.from_array(value, name(key)) for key, value in constants.items())
+    graph.initializer.extend(numpy_helper.from_array(value, _name(key)) for key, value in constants.items())
     attend_none = {
-        TensorProto.BOOL: name("attend_none_bool"),
-        TensorProto.FLOAT: name("attend_none_float"),
-        TensorProto.FLOAT16: name("attend_none_half"),
+        TensorProto.BOOL: _name("attend_none_bool"),
+        TensorProto.FLOAT: _name("attend_none_float"),
+        TensorProto.FLOAT16: _name("attend_none_half"),
     }
     # The positions held before the step (mask length - new tokens): where each row's new ones are written.
     head = [
-        helper.make_node("Shape", ["attention_mask"], [name("total")], start=1, end=2),
-        helper.make_node("Shape", ["input_ids"], [name("new")], start=1, end=2),
-        helper.make_node("Shape", ["input_ids"], [name("batch")], start=0, end=1),
-        helper.make_node("Sub", [name("total"), name("new")], [name("held")]),
-        helper.make_node("Expand", [name("held"), name("batch")], [name("write_at")]),
-        helper.make_node("Shape", [past[0]], [name("capacity")], start=_POSITIONS, end=_POSITIONS + 1),
-        helper.make_node("Sub", [name("capacity"), name("total")], [name("room")]),
-        helper.make_node("Concat", [name("zero"), name("room")], [name("mask_pads")], axis=0),
+        helper.make_node("Shape", ["attention_mask"], [_name("total")], start=1, end=2),
+        helper.make_node("Shape", ["input_ids"], [_name("new")], start=1, end=2),
+        helper.make_node("Shape", ["input_ids"], [_name("batch")], start=0, end=1),
+        helper.make_node("Sub", [_name("total"), _name("new")], [_name("held")]),
+        helper.make_node("Expand", [_name("held"), _name("batch")], [_name("write_at")]),
+        helper.make_node("Shape", [past[0]], [_name("capacity")], start=_POSITIONS, end=_POSITIONS + 1),
+        helper.make_node("Sub", [_name("capacity"), _name("total")], [_name("room")]),
+        helper.make_node("Concat", [_name("zero"), _name("room")], [_name("mask_pads")], axis=0),
     ]
     present_of: dict[str, str] = {}  # past input -> present output
     padded: dict[str, str] = {}  # attention mask -> the mask padded over the room
@@ -103,7 +104,7 @@ def rewrite(model) -> dict[str, str]:
     for node in graph.node:
         reads = [value for value in node.input if value in past]
         if node.op_type == "Attention" and (set(node.input[1:3]) & set(present_of.values())):
-            nodes.append(_padded_attention(node, padded, types, attend_none, name, helper, into=nodes))
+            nodes.append(_padded_attention(node, padded, types, attend_none, helper, into=nodes))
             continue
         if not reads:
             nodes.append(node)
@@ -111,7 +112,7 @@ def rewrite(model) -> dict[str, str]:
         if node.op_type == "Shape":
             span = _shape_span(node, helper)
             if span == (_POSITIONS, _POSITIONS + 1):  # the positions held: no longer the buffer's length
-                nodes.append(helper.make_node("Identity", [name("held")], list(node.output), name=node.name))
+                nodes.append(helper.make_node("Identity", [_name("held")], list(node.output), name=node.name))
                 continue
             if span[1] <= _POSITIONS or span[0] > _POSITIONS:  # batch, heads or head dim: unchanged
                 nodes.append(node)
@@ -129,7 +130,7 @@ def rewrite(model) -> dict[str, str]:
             nodes.append(
                 helper.make_node(
                     "TensorScatter",
-                    [node.input[0], node.input[1], name("write_at")],
+                    [node.input[0], node.input[1], _name("write_at")],
                     [node.output[0]],
                     axis=_POSITIONS,
                     name=node.name + "_in_place",
@@ -160,7 +161,7 @@ def rewrite(model) -> dict[str, str]:
     return present_of
 
 
-def _padded_attention(node, padded: dict[str, str], types: dict[str, int], attend_none, name, helper, into: list):
+def _padded_attention(node, padded: dict[str, str], types: dict[str, int], attend_none, helper, into: list):
     """`node` (an attention over the cache) with its mask padded over the buffer's room (the padding node
     appended to `into` the first time a mask is seen)."""
     if len(node.input) < 4 or not node.input[3]:
@@ -171,11 +172,11 @@ def _padded_attention(node, padded: dict[str, str], types: dict[str, int], atten
     if mask not in padded:
         if types.get(mask) not in attend_none:
             raise NotRewritable(f"attention {node.name!r}'s mask {mask} is of an unknown element type")
-        padded[mask] = name(f"padded_{len(padded)}")
+        padded[mask] = _name(f"padded_{len(padded)}")
         into.append(
             helper.make_node(
                 "Pad",
-                [mask, name("mask_pads"), attend_none[types[mask]], name("last_axis")],
+                [mask, _name("mask_pads"), attend_none[types[mask]], _name("last_axis")],
                 [padded[mask]],
                 mode="constant",
             )
@@ -184,8 +185,12 @@ def _padded_attention(node, padded: dict[str, str], types: dict[str, int], atten
     return node
 
 
+def _attributes(node, helper) -> dict:
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
 def _attribute(node, key: str, helper):
-    return next((helper.get_attribute_value(a) for a in node.attribute if a.name == key), None)
+    return _attributes(node, helper).get(key)
 
 
 def _shape_span(node, helper) -> tuple[float, float]:
@@ -231,23 +236,19 @@ def fuse_grouped_query_attention(model) -> int:
             plans.append(plan)
     if not plans:
         return 0
-
-    def name(what: str) -> str:
-        return _PREFIX + what
-
     graph.initializer.extend(
         [
-            helper.make_tensor(name("one"), TensorProto.INT64, [1], [1]),
-            helper.make_tensor(name("bias_attend"), TensorProto.FLOAT, [], [0.0]),
-            helper.make_tensor(name("bias_none"), TensorProto.FLOAT, [], [float("-inf")]),
+            helper.make_tensor(_name("one"), TensorProto.INT64, [1], [1]),
+            helper.make_tensor(_name("bias_attend"), TensorProto.FLOAT, [], [0.0]),
+            helper.make_tensor(_name("bias_none"), TensorProto.FLOAT, [], [float("-inf")]),
         ]
     )
     # GroupQueryAttention's lengths: every row holds `total` positions (left padding included), int32.
     shared = [
-        helper.make_node("Sub", [name("total"), name("one")], [name("last_held")]),
-        helper.make_node("Cast", [name("last_held")], [name("last_held_int32")], to=TensorProto.INT32),
-        helper.make_node("Expand", [name("last_held_int32"), name("batch")], [name("seqlens_k")]),
-        helper.make_node("Cast", [name("total")], [name("total_int32")], to=TensorProto.INT32),
+        helper.make_node("Sub", [_name("total"), _name("one")], [_name("last_held")]),
+        helper.make_node("Cast", [_name("last_held")], [_name("last_held_int32")], to=TensorProto.INT32),
+        helper.make_node("Expand", [_name("last_held_int32"), _name("batch")], [_name("seqlens_k")]),
+        helper.make_node("Cast", [_name("total")], [_name("total_int32")], to=TensorProto.INT32),
     ]
     biases: dict[str, str] = {}
     fused: dict[int, list] = {}  # id(attention) -> the nodes that replace it
@@ -257,16 +258,17 @@ def fuse_grouped_query_attention(model) -> int:
         mask = plan["mask"]
         if mask not in biases:
             if types[mask] == TensorProto.BOOL:
-                biases[mask] = name(f"bias_{len(biases)}")
-                nodes.append(helper.make_node("Where", [mask, name("bias_attend"), name("bias_none")], [biases[mask]]))
+                biases[mask] = _name(f"bias_{len(biases)}")
+                attend_or_not = [mask, _name("bias_attend"), _name("bias_none")]
+                nodes.append(helper.make_node("Where", attend_or_not, [biases[mask]]))
             else:
                 biases[mask] = mask
         query, key = plan["query"], plan["key"]
         for role, side in (("query", query), ("key", key)):
             if side["rotary"] is not None:
                 rotary = side["rotary"]
-                rotated = name(f"{role}_rotated_{number}")
-                attributes = {a.name: helper.get_attribute_value(a) for a in rotary.attribute}
+                rotated = _name(f"{role}_rotated_{number}")
+                attributes = _attributes(rotary, helper)
                 attributes["num_heads"] = side["heads"]
                 nodes.append(
                     helper.make_node("RotaryEmbedding", [side["flat"], *rotary.input[1:]], [rotated], **attributes)
@@ -284,14 +286,14 @@ def fuse_grouped_query_attention(model) -> int:
                     plan["value"]["flat"],
                     plan["past"][0],
                     plan["past"][1],
-                    name("seqlens_k"),
-                    name("total_int32"),
+                    _name("seqlens_k"),
+                    _name("total_int32"),
                     "",
                     "",
                     "",
                     biases[mask],
                 ],
-                [name(f"attended_{number}"), *plan["present"]],
+                [_name(f"attended_{number}"), *plan["present"]],
                 domain="com.microsoft",
                 name=f"{_PREFIX}group_query_attention_{number}",
                 **attributes,
@@ -299,7 +301,7 @@ def fuse_grouped_query_attention(model) -> int:
         )
         fused[id(plan["attention"])] = nodes
         # The reshape after the attention's transpose now reshapes its output, in the same element order.
-        plan["output"].input[0] = name(f"attended_{number}")
+        plan["output"].input[0] = _name(f"attended_{number}")
         replaced.update(id(node) for node in plan["writes"])
     nodes = []
     for node in graph.node:
@@ -321,7 +323,7 @@ def fuse_grouped_query_attention(model) -> int:
 
 def _layer_plan(attention, producer, consumers, shapes, helper) -> dict | None:
     """What replaces one attention over the in-place cache, or None when it is not of the form expected."""
-    attributes = {a.name: helper.get_attribute_value(a) for a in attention.attribute}
+    attributes = _attributes(attention, helper)
     if any(attributes.get(key) for key in ("is_causal", "softcap", "qk_matmul_output_mode", "q_num_heads")):
         return None
     if len(attention.input) != 4:
@@ -341,7 +343,7 @@ def _layer_plan(attention, producer, consumers, shapes, helper) -> dict | None:
     if None in sides.values() or sides["query"]["heads"] % sides["key"]["heads"]:
         return None
     after = consumers.get(attention.output[0], [])
-    if len(after) != 1 or after[0].op_type != "Transpose" or _perm(after[0], helper) != [0, 2, 1, 3]:
+    if len(after) != 1 or after[0].op_type != "Transpose" or _attribute(after[0], "perm", helper) != [0, 2, 1, 3]:
         return None
     flatten = consumers.get(after[0].output[0], [])
     if len(flatten) != 1 or flatten[0].op_type != "Reshape":
@@ -365,17 +367,13 @@ def _heads_side(value: str, producer, shapes, helper, rotary: bool) -> dict | No
     found = None
     if rotary and node is not None and node.op_type == "RotaryEmbedding":
         found, node = node, producer.get(node.input[0])
-    if node is None or node.op_type != "Transpose" or _perm(node, helper) != [0, 2, 1, 3]:
+    if node is None or node.op_type != "Transpose" or _attribute(node, "perm", helper) != [0, 2, 1, 3]:
         return None
     reshape = producer.get(node.input[0])
     heads = shapes.get(node.output[0], [None, None])[1]
     if reshape is None or reshape.op_type != "Reshape" or len(shapes.get(reshape.input[0], ())) != 3 or not heads:
         return None
     return {"flat": reshape.input[0], "rotary": found, "heads": heads}
-
-
-def _perm(node, helper) -> list[int] | None:
-    return next((list(helper.get_attribute_value(a)) for a in node.attribute if a.name == "perm"), None)
 
 
 def _live(nodes: list, outputs: set[str]) -> list:
